@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the real services the test suite talks to on loopback. Idempotent.
+# Dovecot (IMAP) comes from Debian's packages when we are root; PostgreSQL is expected to be
+# running on 127.0.0.1:5432 already (as on the CI machine).
+set -euo pipefail
+
+need_apt=()
+command -v dovecot >/dev/null 2>&1 || need_apt+=(dovecot-imapd)
+
+if ((${#need_apt[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "Missing ${need_apt[*]}: run as root or install them with apt-get" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+echo "test services: dovecot $(dovecot --version 2>/dev/null || echo missing)"

@@ -1,0 +1,88 @@
+"""The ``inboxops`` command: a root group, one sub-group per capability.
+
+Commands are thin: load :class:`~inboxops.config.Settings` once (through :class:`AppContext`),
+call one function, render. Every :class:`~inboxops.errors.InboxopsError` is caught here, once,
+and printed as a single ``Error: ...`` line with its exit code (0 ok, 1 failure, 2 usage or
+config, 3 checked and found problems). Tracebacks only with ``-v``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from inboxops import __version__
+from inboxops.cli.context import AppContext
+from inboxops.errors import InboxopsError
+from inboxops.logging import configure
+
+
+class _Root(click.Group):
+    """Turns our exceptions into one line and an exit code, everywhere below the root."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InboxopsError as exc:
+            app = ctx.find_object(AppContext)
+            if app is not None and app.verbose > 0:
+                import traceback
+
+                traceback.print_exc()
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="inboxops")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="INBOXOPS_CONFIG",
+    help="TOML config file (default: $INBOXOPS_CONFIG). Create one with `inboxops init`.",
+)
+@click.option(
+    "--db",
+    "db_url",
+    metavar="URL",
+    help="Database URL; overrides INBOXOPS_DB. sqlite:///file.db or postgresql://user@host/db.",
+)
+@click.option("-v", "--verbose", count=True, help="More logging on stderr (-vv for debug).")
+@click.pass_context
+def root(ctx: click.Context, config_path: str | None, db_url: str | None, verbose: int) -> None:
+    """inboxops: the deliverability control plane for teams that send their own mail.
+
+    \b
+    Start here:
+      inboxops init inboxops.toml      write a commented config file
+      inboxops dmarc import DIR        ingest DMARC report files
+      inboxops dmarc fetch --alert     read the rua mailbox, then alert on problems
+      inboxops dmarc summary           per-IP DMARC pass rates
+
+    Settings come from the config file, then INBOXOPS_* environment variables, then flags.
+    Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 checked and found problems.
+    """
+    configure(verbose)
+    ctx.obj = AppContext(config_path=config_path, db_url=db_url, verbose=verbose)
+
+
+def _register() -> None:
+    from inboxops.cli import config_cmd, db_cmd, demo_cmd, dmarc_cmd, notify_cmd
+
+    root.add_command(config_cmd.init)
+    root.add_command(config_cmd.config)
+    root.add_command(db_cmd.db)
+    root.add_command(dmarc_cmd.dmarc)
+    root.add_command(notify_cmd.notify)
+    root.add_command(demo_cmd.demo)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(root.main(prog_name="inboxops"))

@@ -1,0 +1,207 @@
+"""From bytes or paths to stored reports: unpack, parse, hand to a sink, count.
+
+The one place where a bad input stops being an exception and becomes a counted, quarantined
+failure, so one broken report never aborts a batch. Database trouble is the exception to the
+exception: :class:`~inboxops.errors.StorageError` propagates, because carrying on would mark
+inputs as done (an IMAP message as \\Seen) that were never stored.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from inboxops.config import Limits
+from inboxops.dmarc.parse import AggregateParser
+from inboxops.dmarc.store import Sink
+from inboxops.dmarc.unpack import NotAReport, Payload, Unpacker
+from inboxops.errors import ParseError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Failed:
+    source: str
+    reason: str
+
+
+@dataclass
+class IngestStats:
+    """Counts of one run; ``--json`` prints :meth:`as_json` (a public contract)."""
+
+    reports_new: int = 0
+    reports_known: int = 0
+    records: int = 0
+    records_dropped: int = 0
+    messages: int = 0
+    tls_reports_new: int = 0
+    tls_reports_known: int = 0
+    failure_reports_new: int = 0
+    failure_reports_known: int = 0
+    not_reports: int = 0
+    quarantined: int = 0
+    failed: list[Failed] = field(default_factory=list)
+
+    def add(self, other: IngestStats) -> None:
+        for name, value in vars(other).items():
+            if name == "failed":
+                self.failed.extend(other.failed)
+            else:
+                setattr(self, name, getattr(self, name) + value)
+
+    @property
+    def stored_anything(self) -> bool:
+        return bool(
+            self.reports_new + self.reports_known + self.tls_reports_new + self.tls_reports_known
+        ) or bool(self.failure_reports_new + self.failure_reports_known + self.quarantined)
+
+    def as_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["failed"] = [asdict(f) for f in self.failed]
+        return out
+
+
+class Ingestor:
+    """Feeds inputs through :class:`Unpacker` and the parsers into a :class:`Sink`."""
+
+    def __init__(self, sink: Sink, limits: Limits | None = None) -> None:
+        self.sink = sink
+        self.limits = limits or Limits()
+        self.unpacker = Unpacker(self.limits)
+
+    # -- entry points -------------------------------------------------------------------------
+
+    def ingest_bytes(self, data: bytes, source: str) -> IngestStats:
+        """One file's or one mail's bytes; every report in it is committed before returning."""
+        stats = IngestStats()
+        if len(data) > self.limits.max_input_bytes:
+            self._refuse(stats, source, self._too_big(len(data)), data, len(data))
+            return stats
+        self._run(stats, io.BytesIO(data), source, lambda: data, len(data))
+        return stats
+
+    def ingest_file(self, path: Path) -> IngestStats:
+        stats = IngestStats()
+        source = str(path)
+        try:
+            size = path.stat().st_size
+            if size > self.limits.max_input_bytes:
+                self._refuse(stats, source, self._too_big(size), None, size)
+                return stats
+            with path.open("rb") as fh:
+                self._run(stats, fh, source, path.read_bytes, size)
+        except OSError as exc:
+            stats.failed.append(Failed(source, f"cannot read file: {exc.strerror or exc}"))
+        return stats
+
+    def ingest_paths(
+        self, paths: Iterable[Path], progress: Callable[[int, int], None] | None = None
+    ) -> IngestStats:
+        files = sorted(expand_paths(paths))
+        total = IngestStats()
+        for i, path in enumerate(files, 1):
+            total.add(self.ingest_file(path))
+            if progress is not None:
+                progress(i, len(files))
+        return total
+
+    # -- the pipeline -------------------------------------------------------------------------
+
+    def _run(
+        self,
+        stats: IngestStats,
+        stream: BinaryIO,
+        source: str,
+        raw: Callable[[], bytes],
+        size: int,
+    ) -> None:
+        try:
+            for payload in self.unpacker.payloads(stream, source):
+                self._payload(stats, payload)
+        except NotAReport as exc:
+            log.info("event=not_a_report source=%s", source)
+            stats.not_reports += 1
+            del exc
+        except ParseError as exc:
+            self._refuse(stats, source, exc.reason if exc.source else str(exc), raw(), size, exc)
+
+    def _payload(self, stats: IngestStats, payload: Payload) -> None:
+        if payload.kind == "xml" and payload.stream is not None:
+            parser = AggregateParser(
+                payload.stream, source=payload.name, max_records=self.limits.max_records
+            )
+            result = self.sink.aggregate(parser, payload.name)
+            if result.outcome == "new":
+                stats.reports_new += 1
+                stats.records += result.records
+                stats.records_dropped += result.dropped
+                stats.messages += result.messages
+            else:
+                stats.reports_known += 1
+            log.info(
+                "event=aggregate outcome=%s org=%s report_id=%s records=%d source=%s",
+                result.outcome,
+                result.meta.org_name,
+                result.meta.report_id,
+                result.records,
+                payload.name,
+            )
+        elif payload.kind == "json" and payload.stream is not None:
+            from inboxops.dmarc.tlsrpt import parse_tls_report
+
+            data = payload.stream.read(self.limits.max_decompressed_bytes + 1)
+            report = parse_tls_report(data, source=payload.name)
+            if self.sink.tls(report, payload.name) == "new":
+                stats.tls_reports_new += 1
+            else:
+                stats.tls_reports_known += 1
+        elif payload.kind == "failure" and payload.message is not None:
+            from inboxops.dmarc.failure import parse_failure_report
+
+            failure = parse_failure_report(payload.message, source=payload.name)
+            if self.sink.failure(failure, payload.name) == "new":
+                stats.failure_reports_new += 1
+            else:
+                stats.failure_reports_known += 1
+
+    def _refuse(
+        self,
+        stats: IngestStats,
+        source: str,
+        reason: str,
+        raw: bytes | None,
+        size: int,
+        exc: ParseError | None = None,
+    ) -> None:
+        where = exc.source if exc is not None and exc.source and exc.source != source else ""
+        full = f"{reason} (in {where})" if where else reason
+        log.warning("event=refused source=%s reason=%s", source, full)
+        stats.failed.append(Failed(source, full))
+        self.sink.quarantine(source, full, raw, size)
+        stats.quarantined += 1
+
+    def _too_big(self, size: int) -> str:
+        cap = self.limits.max_input_bytes // (1024 * 1024)
+        return (
+            f"input is {size} bytes, over the {cap} MiB cap "
+            "(raise [dmarc.limits].max_input_bytes if it is genuine)"
+        )
+
+
+def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files as given, directories recursively (hidden files and folders skipped)."""
+    for path in paths:
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if not name.startswith("."):
+                        yield Path(root) / name
+        else:
+            yield path

@@ -1,0 +1,437 @@
+"""Aggregate (rua) report XML -> :class:`ReportMeta` and a stream of :class:`Record`.
+
+Pure: reads one byte stream, touches nothing else. Built on lxml's ``iterparse`` so a
+100,000-record report is read in constant memory: each ``<record>`` is turned into a value and
+its element freed at once.
+
+Tolerance is the point. The parser is namespace-agnostic (classic schema, the
+``urn:ietf:params:xml:ns:dmarc-2.0`` namespace GMX/WEB.DE/mail.com use, RFC 9990), accepts the
+reporters' quirks (empty org_name, upper-case enums, a wrapper element around ``<feedback>``,
+invalid UTF-8, unescaped ``<`` in text) by letting libxml2 *recover* and noting what it had to
+repair in the report's ``errors``. A record that cannot be used (no valid IP, bad count) is
+dropped and counted; the report is kept. Only a document with no usable report is refused.
+
+Hostile input is refused, never half-read: DOCTYPE/entity declarations (no entity is ever
+expanded or fetched), nesting past libxml2's 256-level limit, text nodes past its 10 MB limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
+
+from lxml import etree
+
+from inboxops.dmarc import align
+from inboxops.dmarc.model import AuthResult, Record, ReportMeta
+from inboxops.dmarc.unpack import NotAReport
+from inboxops.errors import HostileInputError, ParseError
+
+_TAGS = ("{*}report_metadata", "{*}policy_published", "{*}record", "{*}version")
+_HOSTILE_MARKERS = ("ERR_RESOURCE_LIMIT", "Excessive depth", "Huge input", "xmlSAX2Characters")
+_MAX_TEXT = 1024  # longest value we keep from one field; reports have no business exceeding it
+_MAX_INT = 2**63 - 1
+
+
+def _local(tag: Any) -> str:
+    if not isinstance(tag, str):
+        return ""  # comments, processing instructions, entity references
+    return tag.rpartition("}")[2] if tag[0] == "{" else tag
+
+
+def _text(el: Any) -> str:
+    value = el.text
+    if not value:
+        return ""
+    value = value.strip()
+    return value[:_MAX_TEXT] if len(value) > _MAX_TEXT else value
+
+
+def _lower(el: Any) -> str | None:
+    value = _text(el)
+    return value.lower() if value else None
+
+
+def _epoch(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromtimestamp(int(float(value)), UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class _HashingReader:
+    """Passes bytes to lxml while hashing them: the report's content fingerprint for free."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self._inner = inner
+        self.sha = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._inner.read(n)
+        self.sha.update(data)
+        return data
+
+
+class AggregateParser:
+    """Reads one aggregate report: :meth:`read_meta` first, then :meth:`records`.
+
+    ``dropped`` counts unusable records and ``errors`` the repairs made; both are final once
+    :meth:`records` is exhausted, as is :attr:`sha256`.
+    """
+
+    def __init__(self, stream: BinaryIO, *, source: str = "", max_records: int = 5_000_000):
+        self.source = source
+        self.max_records = max_records
+        self.dropped = 0
+        self.seen = 0
+        self._reader = _HashingReader(stream)
+        self._context: Any = etree.iterparse(
+                self._reader,
+                events=("end",),
+                tag=_TAGS,
+                recover=True,
+                resolve_entities=False,
+                load_dtd=False,
+                no_network=True,
+                huge_tree=False,
+                remove_comments=True,
+                remove_pis=True,
+        )
+        self._events: Iterator[tuple[str, Any]] = iter(self._context)
+        self._meta: ReportMeta | None = None
+        self._pending: list[Any] = []  # records seen before the metadata (rare reporters)
+        self._checked_doctype = False
+        self._fields: dict[str, Any] = {}
+
+    @property
+    def sha256(self) -> str:
+        return self._reader.sha.hexdigest()
+
+    # -- metadata -----------------------------------------------------------------------------
+
+    def read_meta(self) -> ReportMeta:
+        """Parse up to the first record (buffering records if metadata comes late)."""
+        if self._meta is not None:
+            return self._meta
+        have_meta = have_policy = False
+        for el in self._iter():
+            name = _local(el.tag)
+            if name == "report_metadata":
+                self._take_metadata(el)
+                have_meta = True
+            elif name == "policy_published":
+                self._take_policy(el)
+                have_policy = True
+            elif name == "version":
+                self._fields["version"] = _text(el) or None
+            elif name == "record":
+                self._pending.append(self._convert_or_drop(el))
+                if have_meta and have_policy:
+                    break
+                continue
+            self._free(el)
+            if have_meta and have_policy and self._pending:
+                break
+        if not have_meta:
+            self._finish_errors()
+            raise NotAReport(f"{self.source}: XML is not a DMARC aggregate report")
+        self._meta = self._build_meta()
+        return self._meta
+
+    def _take_metadata(self, el: Any) -> None:
+        f = self._fields
+        errors: list[str] = f.setdefault("errors", [])
+        for child in el:
+            name = _local(child.tag)
+            if name == "date_range":
+                for d in child:
+                    dn = _local(d.tag)
+                    if dn in ("begin", "end"):
+                        f[dn] = _text(d)
+            elif name == "error":
+                if text := _text(child):
+                    errors.append(text)
+            elif name in ("org_name", "email", "extra_contact_info", "report_id", "generator"):
+                f[name] = _text(child)
+
+    def _take_policy(self, el: Any) -> None:
+        for child in el:
+            name = _local(child.tag)
+            if name in ("domain", "adkim", "aspf", "p", "sp", "np", "pct", "fo", "testing"):
+                self._fields[f"pp_{name}"] = _text(child)
+            elif name == "discovery_method":
+                self._fields["pp_discovery_method"] = _text(child)
+
+    def _build_meta(self) -> ReportMeta:
+        f = self._fields
+        errors: list[str] = list(f.get("errors", []))
+        email = f.get("email") or None
+        org = (f.get("org_name") or "").strip()
+        if not org:
+            org = email.rpartition("@")[2].strip(" <>") if email and "@" in email else ""
+            org = org or "unknown"
+        domain = (f.get("pp_domain") or "").lower().strip(".") or None
+        begin, end = _epoch(f.get("begin", "")), _epoch(f.get("end", ""))
+        report_id = (f.get("report_id") or "").strip()
+        if not report_id:
+            stamp = f"{int(begin.timestamp()) if begin else ''}-{int(end.timestamp()) if end else ''}"
+            report_id = f"missing-id:{domain or ''}:{stamp}"
+            errors.append("report has no report_id; derived one from domain and date range")
+        if begin and end and end < begin:
+            errors.append("date_range end is before begin")
+        pct_text = f.get("pp_pct") or ""
+        pct = int(pct_text) if pct_text.isdigit() and int(pct_text) <= 100 else None
+
+        def low(key: str) -> str | None:
+            value = f.get(key) or ""
+            return value.lower() or None
+
+        return ReportMeta(
+            org_name=org[:255],
+            report_id=report_id[:255],
+            email=email,
+            extra_contact_info=f.get("extra_contact_info") or None,
+            begin=begin,
+            end=end,
+            version=f.get("version"),
+            generator=f.get("generator") or None,
+            domain=domain,
+            adkim=low("pp_adkim"),
+            aspf=low("pp_aspf"),
+            p=low("pp_p"),
+            sp=low("pp_sp"),
+            np=low("pp_np"),
+            pct=pct,
+            fo=f.get("pp_fo") or None,
+            testing=low("pp_testing"),
+            discovery_method=low("pp_discovery_method"),
+            errors=errors,
+        )
+
+    # -- records ------------------------------------------------------------------------------
+
+    def records(self) -> Iterator[Record]:
+        """The report's usable records, in document order; frees each element as it goes."""
+        meta = self.read_meta()
+        pending, self._pending = self._pending, []
+        for item in pending:
+            if isinstance(item, Record):
+                yield self._finalise(item, meta)
+        for el in self._iter():
+            if _local(el.tag) == "record":
+                record = self._convert_or_drop(el)
+                if record is not None:
+                    yield self._finalise(record, meta)
+            self._free(el)
+        self._finish_errors()
+
+    def _finalise(self, record: Record, meta: ReportMeta) -> Record:
+        if record.policy_dkim is not None and record.policy_spf is not None:
+            return record
+        dkim, spf = align.derive(record.auth_results, record.header_from, meta.adkim, meta.aspf)
+        return Record(
+            source_ip=record.source_ip,
+            count=record.count,
+            disposition=record.disposition,
+            policy_dkim=record.policy_dkim,
+            policy_spf=record.policy_spf,
+            header_from=record.header_from,
+            envelope_from=record.envelope_from,
+            envelope_to=record.envelope_to,
+            reasons=record.reasons,
+            auth_results=record.auth_results,
+            dkim_aligned=record.dkim_aligned or (record.policy_dkim is None and dkim),
+            spf_aligned=record.spf_aligned or (record.policy_spf is None and spf),
+        )
+
+    def _convert_or_drop(self, el: Any) -> Record | None:
+        self.seen += 1
+        if self.seen > self.max_records:
+            raise HostileInputError(
+                f"report has more than {self.max_records} records "
+                "(raise [dmarc.limits].max_records if it is genuine)",
+                source=self.source,
+            )
+        record = _record(el)
+        self._free(el)
+        if record is None:
+            self.dropped += 1
+        return record
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _iter(self) -> Iterator[Any]:
+        try:
+            for _event, el in self._events:
+                if not self._checked_doctype:
+                    self._check_doctype(el)
+                yield el
+        except etree.XMLSyntaxError as exc:
+            self._raise_syntax(str(exc))
+        self._check_hostile_log()
+
+    def _check_doctype(self, el: Any) -> None:
+        self._checked_doctype = True
+        info = el.getroottree().docinfo
+        if info.internalDTD is not None or info.doctype or info.system_url:
+            raise HostileInputError(
+                "XML declares a DOCTYPE/entities, which no DMARC report needs (refused to "
+                "prevent entity-expansion and external-entity attacks)",
+                source=self.source,
+            )
+
+    def _check_hostile_log(self) -> None:
+        for entry in self._context.error_log:
+            message = str(entry)
+            if any(marker in message for marker in _HOSTILE_MARKERS):
+                raise HostileInputError(
+                    f"XML exceeds parser safety limits ({entry.message.strip()})",
+                    source=self.source,
+                )
+
+    def _raise_syntax(self, message: str) -> None:
+        if any(marker in message for marker in _HOSTILE_MARKERS):
+            raise HostileInputError(
+                f"XML exceeds parser safety limits ({message})", source=self.source
+            )
+        raise ParseError(f"XML cannot be parsed ({message})", source=self.source)
+
+    def _finish_errors(self) -> None:
+        """Record what libxml2 had to repair, once, in the report's errors."""
+        log = getattr(self._context, "error_log", None)
+        if not log or self._meta is None:
+            return
+        first = log[0]
+        note = f"recovered from malformed XML: {first.message.strip()} (line {first.line})"
+        if len(log) > 1:
+            note += f" and {len(log) - 1} more issue(s)"
+        if note not in self._meta.errors:
+            self._meta.errors.append(note)
+
+    @staticmethod
+    def _free(el: Any) -> None:
+        el.clear(keep_tail=False)
+        parent = el.getparent()
+        if parent is not None:
+            while el.getprevious() is not None:
+                del parent[0]
+
+
+def _record(el: Any) -> Record | None:
+    """One ``<record>`` element -> Record, or None when it has no usable source IP or count."""
+    ip = count_text = ""
+    disposition = pdkim = pspf = None
+    header_from = envelope_from = envelope_to = None
+    reasons: list[tuple[str, str | None]] = []
+    auth: list[AuthResult] = []
+    for part in el:
+        name = _local(part.tag)
+        if name == "row":
+            for c in part:
+                cn = _local(c.tag)
+                if cn == "source_ip":
+                    ip = _text(c)
+                elif cn == "count":
+                    count_text = _text(c)
+                elif cn == "policy_evaluated":
+                    for pe in c:
+                        pn = _local(pe.tag)
+                        if pn == "disposition":
+                            disposition = _lower(pe)
+                        elif pn == "dkim":
+                            pdkim = _lower(pe)
+                        elif pn == "spf":
+                            pspf = _lower(pe)
+                        elif pn == "reason":
+                            reason = _reason(pe)
+                            if reason is not None:
+                                reasons.append(reason)
+        elif name == "identifiers":
+            for c in part:
+                cn = _local(c.tag)
+                if cn == "header_from":
+                    header_from = _text(c).lower() or None
+                elif cn == "envelope_from":
+                    envelope_from = _text(c).lower() or None
+                elif cn == "envelope_to":
+                    envelope_to = _text(c).lower() or None
+        elif name == "auth_results":
+            for c in part:
+                result = _auth(c)
+                if result is not None:
+                    auth.append(result)
+    source_ip = _ip(ip)
+    if source_ip is None or not count_text.isdigit():
+        return None
+    count = int(count_text)
+    if count > _MAX_INT:
+        return None
+    return Record(
+        source_ip=source_ip,
+        count=count,
+        disposition=disposition,
+        policy_dkim=pdkim,
+        policy_spf=pspf,
+        header_from=header_from,
+        envelope_from=envelope_from,
+        envelope_to=envelope_to,
+        reasons=tuple(reasons),
+        auth_results=tuple(auth),
+        dkim_aligned=pdkim == "pass",
+        spf_aligned=pspf == "pass",
+    )
+
+
+def _ip(text: str) -> str | None:
+    if not text:
+        return None
+    try:
+        return str(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        return None
+
+
+def _reason(el: Any) -> tuple[str, str | None] | None:
+    rtype = comment = ""
+    for c in el:
+        cn = _local(c.tag)
+        if cn == "type":
+            rtype = _text(c).lower()
+        elif cn == "comment":
+            comment = _text(c)
+    if not rtype and not comment:
+        return None
+    return rtype or "other", comment or None
+
+
+def _auth(el: Any) -> AuthResult | None:
+    method = _local(el.tag)
+    if method not in ("dkim", "spf"):
+        return None
+    domain = result = ""
+    selector = scope = human = None
+    for c in el:
+        cn = _local(c.tag)
+        if cn == "domain":
+            domain = _text(c).lower()
+        elif cn == "result":
+            result = _text(c).lower()
+        elif cn == "selector":
+            selector = _text(c) or None
+        elif cn == "scope":
+            scope = _text(c).lower() or None
+        elif cn == "human_result":
+            human = _text(c) or None
+    if not result:
+        return None
+    return AuthResult(method, domain, result, selector, scope, human)

@@ -1,0 +1,131 @@
+"""Engine from URL, SQLite tuned for ingestion, schema created or upgraded on first use.
+
+``sqlite:///path`` (the embedded default) and ``postgresql://...`` are accepted; a bare
+``postgresql://`` or ``postgres://`` URL is pointed at the psycopg 3 driver. URLs are only ever
+shown with their password masked.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+
+from inboxops.errors import ConfigError, StorageError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+HEAD = "0001"
+
+
+def normalise_url(url: str) -> str:
+    """Accept the URL spellings operators paste: ``postgres://``, a bare path, ``sqlite:///``."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    if "://" not in url:
+        url = f"sqlite:///{Path(url).expanduser()}"
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; the schema is not touched (see :func:`open_database`)."""
+    url = normalise_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            "database URL is not valid; use sqlite:///path/to/file.db or postgresql://user@host/db"
+        ) from None
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed)
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(parsed, pool_pre_ping=True)
+    except NoSuchModuleError:
+        raise ConfigError(
+            f"no driver for {parsed.get_backend_name()}; "
+            "install it with `pip install 'inboxops[postgres]'`"
+        ) from None
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"database driver {exc.name} is not installed; "
+            "install it with `pip install 'inboxops[postgres]'`"
+        ) from None
+    return engine
+
+
+def _alembic_config(engine: Engine) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+        return str(row[0]) if row else None
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Bring the schema to the newest revision; returns (before, after)."""
+    from alembic import command
+
+    before = current_revision(engine)
+    if before != HEAD:
+        log.info("event=db_upgrade from=%s to=%s url=%s", before, HEAD, safe_url(str(engine.url)))
+        command.upgrade(_alembic_config(engine), "head")
+    return before, HEAD
+
+
+def open_database(url: str) -> Engine:
+    """Engine for ``url`` with the schema at head: what every command that stores calls."""
+    engine = make_engine(url)
+    try:
+        if current_revision(engine) != HEAD:
+            upgrade(engine)
+    except OperationalError as exc:
+        engine.dispose()
+        reason = str(exc.orig).splitlines()[0] if exc.orig else "connection failed"
+        raise StorageError(
+            f"cannot open database {safe_url(str(engine.url))}: {reason}; "
+            "check --db / INBOXOPS_DB and that the server is running"
+        ) from None
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StorageError(
+            f"cannot prepare database {safe_url(str(engine.url))}: {type(exc).__name__}; "
+            "run `inboxops db upgrade -v` for details"
+        ) from exc
+    return engine

@@ -1,0 +1,1 @@
+"""Placeholder; the Dovecot fixture lands here."""

@@ -1,0 +1,1 @@
+"""Placeholder; the Telegram double lands here."""

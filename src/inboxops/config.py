@@ -127,7 +127,7 @@ class Settings:
 
 
 def default_data_dir() -> Path:
-    """Where the embedded database lives: ``$XDG_DATA_HOME/inboxops`` or ``~/.local/share/inboxops``."""
+    """Where the embedded database lives: ``$XDG_DATA_HOME/inboxops`` (~/.local/share/inboxops)."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "inboxops"
 
@@ -148,7 +148,8 @@ def parse_networks(values: list[str] | str, *, origin: str) -> tuple[IPNetwork, 
             nets.append(ipaddress.ip_network(text, strict=False))
         except ValueError:
             raise ConfigError(
-                f"{origin}: {text!r} is not an IP address or CIDR; use e.g. 192.0.2.10 or 198.51.100.0/24"
+                f"{origin}: {text!r} is not an IP address or CIDR; "
+                "use e.g. 192.0.2.10 or 198.51.100.0/24"
             ) from None
     return tuple(nets)
 
@@ -184,7 +185,7 @@ def _num(value: Any, kind: type, origin: str) -> Any:
 
 
 def _from_file(doc: Mapping[str, Any], path: Path) -> Settings:
-    origin = str(path)
+    str(path)
     db = _table(doc, "database")
     dmarc = _table(doc, "dmarc")
     imap_t = _table(doc, "dmarc", "imap")

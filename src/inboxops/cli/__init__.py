@@ -66,7 +66,11 @@ def root(ctx: click.Context, config_path: str | None, db_url: str | None, verbos
     Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 checked and found problems.
     """
     configure(verbose)
+    injected = ctx.obj if isinstance(ctx.obj, AppContext) else None  # tests inject a clock
     ctx.obj = AppContext(config_path=config_path, db_url=db_url, verbose=verbose)
+    if injected is not None:
+        ctx.obj.clock = injected.clock
+    ctx.call_on_close(ctx.obj.close)
 
 
 def _register() -> None:

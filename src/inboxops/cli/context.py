@@ -46,6 +46,12 @@ class AppContext:
             self._engine = open_database(self.effective_db_url)
         return self._engine
 
+    def close(self) -> None:
+        """Release pooled connections when the command ends (PostgreSQL would warn otherwise)."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
     @property
     def console(self) -> Console:
         return Console(stderr=False, soft_wrap=False)

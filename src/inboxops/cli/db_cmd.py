@@ -41,4 +41,6 @@ def status(app: AppContext) -> None:
     finally:
         engine.dispose()
     state = "up to date" if current == HEAD else "needs `inboxops db upgrade`"
-    click.echo(f"{safe_url(app.effective_db_url)}: revision {current or 'none'} (newest {HEAD}), {state}")
+    click.echo(
+        f"{safe_url(app.effective_db_url)}: revision {current or 'none'} (newest {HEAD}), {state}"
+    )

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from inboxops.cli.context import AppContext
-from inboxops.dmarc.ingest import IngestStats, Ingestor
+from inboxops.dmarc.ingest import Ingestor, IngestStats
 from inboxops.dmarc.store import DatabaseSink, DryRunSink, Sink
 from inboxops.dmarc.summary import Window, window_from
 from inboxops.errors import ConfigError
@@ -81,7 +81,15 @@ def _render_ingest(app: AppContext, stats: IngestStats, sink: Sink, as_json: boo
     console = app.console
     if isinstance(sink, DryRunSink) and sink.reports:
         table = Table(title="Parsed reports (dry run: nothing stored)")
-        for col in ("reporter", "report id", "domain", "begin (UTC)", "records", "messages", "pass"):
+        for col in (
+            "reporter",
+            "report id",
+            "domain",
+            "begin (UTC)",
+            "records",
+            "messages",
+            "pass",
+        ):
             table.add_column(col, justify="right" if col in ("records", "messages") else "left")
         for r in sink.reports:
             rate = f"{r.passed / r.messages:.1%}" if r.messages else "-"
@@ -109,7 +117,9 @@ def _render_ingest(app: AppContext, stats: IngestStats, sink: Sink, as_json: boo
 
 @dmarc.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Parse and print; write nothing (no database needed).")
+@click.option(
+    "--dry-run", is_flag=True, help="Parse and print; write nothing (no database needed)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @pass_app
 def import_(app: AppContext, paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None:
@@ -140,7 +150,9 @@ def import_(app: AppContext, paths: tuple[Path, ...], dry_run: bool, as_json: bo
 @click.option("--alert", "then_alert", is_flag=True, help="Run the alert rules after fetching.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @pass_app
-def fetch(app: AppContext, all_messages: bool, dry_run: bool, then_alert: bool, as_json: bool) -> None:
+def fetch(
+    app: AppContext, all_messages: bool, dry_run: bool, then_alert: bool, as_json: bool
+) -> None:
     """Read reports from the IMAP mailbox (INBOXOPS_IMAP_* or [dmarc.imap]).
 
     A message is flagged \\Seen (and moved to the archive folder, if one is set) only after its
@@ -201,10 +213,14 @@ def _window_options(func: Callable[..., None]) -> Callable[..., None]:
     return func
 
 
-def _window(app: AppContext, days: int | None, since: datetime | None, until: datetime | None) -> Window:
+def _window(
+    app: AppContext, days: int | None, since: datetime | None, until: datetime | None
+) -> Window:
     if days and (since or until):
         raise click.UsageError("use either --days or --since/--until, not both")
-    return window_from(app.clock(), days or (None if since else app.settings.alerts.window_days), since, until)
+    return window_from(
+        app.clock(), days or (None if since else app.settings.alerts.window_days), since, until
+    )
 
 
 @dmarc.command()
@@ -265,8 +281,13 @@ def summary(
             table.add_column(col, justify="left" if col == "reporter" else "right")
         for o in orgs:
             table.add_row(
-                o.org, str(o.reports), str(o.messages), str(o.passed), str(o.failed),
-                f"{o.pass_rate:.1%}", str(o.ips),
+                o.org,
+                str(o.reports),
+                str(o.messages),
+                str(o.passed),
+                str(o.failed),
+                f"{o.pass_rate:.1%}",
+                str(o.ips),
             )
         app.console.print(table)
         return
@@ -291,11 +312,17 @@ def summary(
         return
     table = Table(title=f"DMARC by source IP, {window.describe()}")
     for col in ("source IP", "own", "messages", "passed", "failed", "pass rate", "reporters"):
-        table.add_column(col, justify="right" if col in ("messages", "passed", "failed", "pass rate") else "left")
+        table.add_column(
+            col, justify="right" if col in ("messages", "passed", "failed", "pass rate") else "left"
+        )
     for s in stats:
         rate_style = "" if s.pass_rate >= app.settings.alerts.min_pass_rate else "red"
         table.add_row(
-            s.ip, "yes" if s.own else "", str(s.messages), str(s.passed), str(s.failed),
+            s.ip,
+            "yes" if s.own else "",
+            str(s.messages),
+            str(s.passed),
+            str(s.failed),
             f"[{rate_style}]{s.pass_rate:.1%}[/]" if rate_style else f"{s.pass_rate:.1%}",
             ", ".join(s.orgs[:4]) + (" ..." if len(s.orgs) > 4 else ""),
         )
@@ -316,8 +343,13 @@ def _print_alerts(app: AppContext, alerts: list, sent_to: list[str]) -> None:  #
         table.add_column(col, overflow="fold")
     for a in alerts:
         table.add_row(
-            a.kind, a.ip, str(a.messages), str(a.failed), f"{a.pass_rate:.1%}",
-            a.policy or "-", a.advice,
+            a.kind,
+            a.ip,
+            str(a.messages),
+            str(a.failed),
+            f"{a.pass_rate:.1%}",
+            a.policy or "-",
+            a.advice,
         )
     app.console.print(table)
     if sent_to:

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from inboxops.config import Limits
 from inboxops.dmarc.parse import AggregateParser
@@ -116,7 +116,7 @@ class Ingestor:
     def _run(
         self,
         stats: IngestStats,
-        stream: BinaryIO,
+        stream: IO[bytes],
         source: str,
         raw: Callable[[], bytes],
         size: int,

@@ -130,7 +130,7 @@ class FailureReport:
 
 @dataclass(frozen=True, slots=True)
 class IpStat:
-    """DMARC outcome of one source IP over a window, as ``summary`` computes and ``rules`` judges."""
+    """DMARC outcome of one source IP over a window: ``summary`` computes it, ``rules`` judge it."""
 
     ip: str
     messages: int

@@ -21,7 +21,7 @@ import hashlib
 import ipaddress
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from lxml import etree
 
@@ -39,7 +39,7 @@ _MAX_INT = 2**63 - 1
 def _local(tag: Any) -> str:
     if not isinstance(tag, str):
         return ""  # comments, processing instructions, entity references
-    return tag.rpartition("}")[2] if tag[0] == "{" else tag
+    return tag.rpartition("}")[2] if tag[0] == "{" else tag  # type: ignore[no-any-return]
 
 
 def _text(el: Any) -> str:
@@ -72,7 +72,7 @@ def _epoch(value: str) -> datetime | None:
 class _HashingReader:
     """Passes bytes to lxml while hashing them: the report's content fingerprint for free."""
 
-    def __init__(self, inner: BinaryIO) -> None:
+    def __init__(self, inner: IO[bytes]) -> None:
         self._inner = inner
         self.sha = hashlib.sha256()
 
@@ -89,23 +89,23 @@ class AggregateParser:
     :meth:`records` is exhausted, as is :attr:`sha256`.
     """
 
-    def __init__(self, stream: BinaryIO, *, source: str = "", max_records: int = 5_000_000):
+    def __init__(self, stream: IO[bytes], *, source: str = "", max_records: int = 5_000_000):
         self.source = source
         self.max_records = max_records
         self.dropped = 0
         self.seen = 0
         self._reader = _HashingReader(stream)
         self._context: Any = etree.iterparse(
-                self._reader,
-                events=("end",),
-                tag=_TAGS,
-                recover=True,
-                resolve_entities=False,
-                load_dtd=False,
-                no_network=True,
-                huge_tree=False,
-                remove_comments=True,
-                remove_pis=True,
+            self._reader,
+            events=("end",),
+            tag=_TAGS,
+            recover=True,
+            resolve_entities=False,
+            load_dtd=False,
+            no_network=True,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
         )
         self._events: Iterator[tuple[str, Any]] = iter(self._context)
         self._meta: ReportMeta | None = None
@@ -184,7 +184,9 @@ class AggregateParser:
         begin, end = _epoch(f.get("begin", "")), _epoch(f.get("end", ""))
         report_id = (f.get("report_id") or "").strip()
         if not report_id:
-            stamp = f"{int(begin.timestamp()) if begin else ''}-{int(end.timestamp()) if end else ''}"
+            stamp = (
+                f"{int(begin.timestamp()) if begin else ''}-{int(end.timestamp()) if end else ''}"
+            )
             report_id = f"missing-id:{domain or ''}:{stamp}"
             errors.append("report has no report_id; derived one from domain and date range")
         if begin and end and end < begin:

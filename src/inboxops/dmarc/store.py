@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -195,9 +195,9 @@ class DatabaseSink:
                 if self._known(conn, meta):
                     return AggregateResult("known", meta)
                 pk = conn.execute(
-                    insert(dmarc_reports).values(_meta_row(meta, source)).returning(
-                        dmarc_reports.c.id
-                    )
+                    insert(dmarc_reports)
+                    .values(_meta_row(meta, source))
+                    .returning(dmarc_reports.c.id)
                 ).scalar_one()
                 result = self._write_records(conn, pk, parser, meta)
                 conn.execute(
@@ -339,7 +339,9 @@ class DatabaseSink:
                 ).first()
                 if exists:
                     return "known"
-                conn.execute(insert(failure_reports).values(source=source, stored_at=_now(), **values))
+                conn.execute(
+                    insert(failure_reports).values(source=source, stored_at=_now(), **values)
+                )
                 return "new"
         except IntegrityError:
             return "known"
@@ -418,5 +420,3 @@ class DryRunSink:
 
     def quarantine(self, source: str, reason: str, raw: bytes | None, size: int) -> None:
         return None
-
-

@@ -2,8 +2,9 @@
 
 Everything here streams and counts: decompression is refused past
 ``Limits.max_decompressed_bytes`` or past ``Limits.max_ratio`` (a bomb), checked while bytes are
-produced rather than after memory is full, and a truncated archive is an error rather than a silently short report. What comes out is a
-sequence of :class:`Payload` values, each a stream the parsers read once.
+produced rather than after memory is full, and a truncated archive is an error rather than a
+silently short report. What comes out is a sequence of :class:`Payload` values, each a stream
+the parsers read once.
 
 Sniffing is by content, not by file name: reporters name files inconsistently and mail clients
 re-label attachments, so ``.xml`` that is really gzip (or a gzip inside a gzip) is still read.
@@ -19,7 +20,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import BinaryIO, Literal
+from typing import IO, Literal, cast
 
 from inboxops.config import Limits
 from inboxops.errors import HostileInputError, ParseError
@@ -68,7 +69,7 @@ class Payload:
 
     kind: Kind
     name: str  # "mail.eml > report.zip > report.xml": where it came from, for messages
-    stream: BinaryIO | None = None  # xml / json
+    stream: IO[bytes] | None = None  # xml / json
     message: EmailMessage | None = None  # failure reports
 
 
@@ -84,7 +85,7 @@ class GzipReader(io.RawIOBase):
     that ends inside a member is *truncated* and raises, so no partial report is stored.
     """
 
-    def __init__(self, inner: BinaryIO, limits: Limits, name: str) -> None:
+    def __init__(self, inner: IO[bytes], limits: Limits, name: str) -> None:
         self._inner = inner
         self._limits = limits
         self._name = name
@@ -106,7 +107,7 @@ class GzipReader(io.RawIOBase):
                     self._pending = self._inner.read(_CHUNK)
                     self.compressed += len(self._pending)
                 if not self._pending:
-                    if self._d.eof or self.produced == 0 and self.compressed == 0:
+                    if self._d.eof or (self.produced == 0 and self.compressed == 0):
                         self._done = True
                         break
                     raise ParseError("gzip data is truncated", source=self._name)
@@ -141,20 +142,19 @@ class GzipReader(io.RawIOBase):
                 "(a gzip bomb?); raise [dmarc.limits].max_decompressed_bytes if it is genuine",
                 source=self._name,
             )
-        if (
-            self.produced > limits.ratio_grace_bytes
-            and self.produced > limits.max_ratio * max(self.compressed, 1)
+        if self.produced > limits.ratio_grace_bytes and self.produced > limits.max_ratio * max(
+            self.compressed, 1
         ):
             raise HostileInputError(
                 f"gzip expands more than {limits.max_ratio}:1 (a gzip bomb?)", source=self._name
             )
 
 
-def _buffered(raw: io.RawIOBase) -> BinaryIO:
-    return io.BufferedReader(raw, buffer_size=_CHUNK)  # type: ignore[return-value]
+def _buffered(raw: io.RawIOBase) -> IO[bytes]:
+    return io.BufferedReader(raw, buffer_size=_CHUNK)
 
 
-def _peek(stream: BinaryIO, n: int = 64) -> tuple[bytes, BinaryIO]:
+def _peek(stream: IO[bytes], n: int = 64) -> tuple[bytes, IO[bytes]]:
     """The first ``n`` bytes, and a stream that still starts at the beginning."""
     if isinstance(stream, io.BufferedReader):
         return stream.peek(n)[:n], stream
@@ -163,8 +163,8 @@ def _peek(stream: BinaryIO, n: int = 64) -> tuple[bytes, BinaryIO]:
         head = stream.read(n)
         stream.seek(pos)
         return head, stream
-    buffered = io.BufferedReader(stream, buffer_size=_CHUNK)  # type: ignore[arg-type]
-    return buffered.peek(n)[:n], buffered  # type: ignore[return-value]
+    buffered = io.BufferedReader(cast(io.RawIOBase, stream), buffer_size=_CHUNK)
+    return buffered.peek(n)[:n], buffered
 
 
 def sniff(head: bytes) -> str:
@@ -181,7 +181,7 @@ def sniff(head: bytes) -> str:
     if text.startswith((b"{", b"[")):
         return "json"
     lowered = text.lower()
-    if lowered.startswith(_MAIL_HEADERS) or lowered.startswith(b"from ") and b"\n" in lowered:
+    if lowered.startswith(_MAIL_HEADERS) or (lowered.startswith(b"from ") and b"\n" in lowered):
         return "mail"
     return "unknown"
 
@@ -192,7 +192,7 @@ class Unpacker:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
 
-    def payloads(self, stream: BinaryIO, name: str, depth: int = 0) -> Iterator[Payload]:
+    def payloads(self, stream: IO[bytes], name: str, depth: int = 0) -> Iterator[Payload]:
         """Yield each payload; raises NotAReport, ParseError or HostileInputError."""
         if depth > self.limits.max_nesting:
             raise HostileInputError(
@@ -216,7 +216,7 @@ class Unpacker:
         else:
             raise NotAReport(f"{name}: not a report (unrecognised content)")
 
-    def _read_all(self, stream: BinaryIO, name: str) -> bytes:
+    def _read_all(self, stream: IO[bytes], name: str) -> bytes:
         data = stream.read(self.limits.max_input_bytes + 1)
         if len(data) > self.limits.max_input_bytes:
             raise HostileInputError(
@@ -226,7 +226,7 @@ class Unpacker:
             )
         return data
 
-    def _zip(self, stream: BinaryIO, name: str, depth: int) -> Iterator[Payload]:
+    def _zip(self, stream: IO[bytes], name: str, depth: int) -> Iterator[Payload]:
         if not stream.seekable():
             stream = io.BytesIO(self._read_all(stream, name))
         try:
@@ -278,7 +278,7 @@ class Unpacker:
         except Exception as exc:  # the email package raises many types on hostile MIME
             raise ParseError(f"mail cannot be parsed ({type(exc).__name__})", source=name) from None
         assert isinstance(msg, EmailMessage)
-        from inboxops.dmarc import failure  # noqa: PLC0415 (keeps mail parsing off the XML path)
+        from inboxops.dmarc import failure
 
         if failure.is_failure_report(msg):
             yield Payload("failure", name, message=msg)
@@ -305,7 +305,7 @@ class Unpacker:
 class _ZipMember(io.RawIOBase):
     """A zip member's stream, capped in size and ratio as it is read."""
 
-    def __init__(self, inner: BinaryIO, limits: Limits, name: str, compressed: int) -> None:
+    def __init__(self, inner: IO[bytes], limits: Limits, name: str, compressed: int) -> None:
         self._inner = inner
         self._limits = limits
         self._name = name
@@ -319,7 +319,9 @@ class _ZipMember(io.RawIOBase):
         try:
             data = self._inner.read(len(buffer))
         except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
-            raise ParseError(f"zip member is truncated or corrupt ({exc})", source=self._name)
+            raise ParseError(
+                f"zip member is truncated or corrupt ({exc})", source=self._name
+            ) from None
         n = len(data)
         buffer[:n] = data
         self.total += n
@@ -342,7 +344,7 @@ def _attachments(msg: EmailMessage) -> Iterator[EmailMessage]:
         ctype = part.get_content_type()
         filename = (part.get_filename() or "").lower()
         if ctype in _REPORT_TYPES or filename.endswith(_REPORT_SUFFIXES):
-            yield part  # type: ignore[misc]
+            yield part
 
 
 def _strip(name: str, suffixes: tuple[str, ...]) -> str:

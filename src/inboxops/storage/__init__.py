@@ -1,1 +1,1 @@
-"""Storage: one SQLAlchemy engine (SQLite embedded by default, PostgreSQL by URL), schema by Alembic."""
+"""Storage: one SQLAlchemy engine (embedded SQLite or PostgreSQL by URL), schema by Alembic."""

@@ -1,0 +1,48 @@
+"""Small builders shared by tests: synthetic aggregate reports with chosen outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def aggregate_xml(
+    *,
+    org: str = "google.com",
+    report_id: str = "r1",
+    domain: str = "example.com",
+    p: str = "none",
+    begin: datetime = datetime(2026, 11, 22, tzinfo=UTC),
+    end: datetime = datetime(2026, 11, 22, 23, 59, 59, tzinfo=UTC),
+    rows: Sequence[tuple[str, int, bool]] = (("192.0.2.10", 10, True),),
+) -> bytes:
+    """A report whose rows are (source_ip, count, dmarc_pass)."""
+    records = "".join(
+        f"<record><row><source_ip>{ip}</source_ip><count>{count}</count><policy_evaluated>"
+        f"<disposition>none</disposition><dkim>{'pass' if ok else 'fail'}</dkim>"
+        f"<spf>{'pass' if ok else 'fail'}</spf></policy_evaluated></row>"
+        f"<identifiers><header_from>{domain}</header_from></identifiers>"
+        f"<auth_results><dkim><domain>{domain if ok else 'other.example'}</domain>"
+        f"<selector>s1</selector><result>{'pass' if ok else 'fail'}</result></dkim>"
+        f"<spf><domain>{domain}</domain><scope>mfrom</scope>"
+        f"<result>{'pass' if ok else 'fail'}</result></spf></auth_results></record>"
+        for ip, count, ok in rows
+    )
+    return (
+        f'<?xml version="1.0"?><feedback><version>1.0</version><report_metadata>'
+        f"<org_name>{org}</org_name><email>noreply@{org}</email><report_id>{report_id}</report_id>"
+        f"<date_range><begin>{int(begin.timestamp())}</begin><end>{int(end.timestamp())}</end>"
+        f"</date_range></report_metadata><policy_published><domain>{domain}</domain>"
+        f"<adkim>r</adkim><aspf>r</aspf><p>{p}</p><sp>{p}</sp><pct>100</pct></policy_published>"
+        f"{records}</feedback>"
+    ).encode()
+
+
+def write_report(directory: Path, name: str, data: bytes) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_bytes(data)
+    return path

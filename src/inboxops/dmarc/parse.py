@@ -39,11 +39,11 @@ _MAX_INT = 2**63 - 1
 def _local(tag: Any) -> str:
     if not isinstance(tag, str):
         return ""  # comments, processing instructions, entity references
-    return tag.rpartition("}")[2] if tag[0] == "{" else tag  # type: ignore[no-any-return]
+    return tag.rpartition("}")[2] if tag[0] == "{" else tag
 
 
 def _text(el: Any) -> str:
-    value = el.text
+    value: str | None = el.text
     if not value:
         return ""
     value = value.strip()

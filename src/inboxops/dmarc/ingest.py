@@ -105,10 +105,11 @@ class Ingestor:
     ) -> IngestStats:
         files = sorted(expand_paths(paths))
         total = IngestStats()
-        for i, path in enumerate(files, 1):
-            total.add(self.ingest_file(path))
-            if progress is not None:
-                progress(i, len(files))
+        with self.sink.session():
+            for i, path in enumerate(files, 1):
+                total.add(self.ingest_file(path))
+                if progress is not None:
+                    progress(i, len(files))
         return total
 
     # -- the pipeline -------------------------------------------------------------------------

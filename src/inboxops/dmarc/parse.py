@@ -36,10 +36,23 @@ _MAX_TEXT = 1024  # longest value we keep from one field; reports have no busine
 _MAX_INT = 2**63 - 1
 
 
+_LOCAL: dict[Any, str] = {}
+
+
 def _local(tag: Any) -> str:
+    """Tag without namespace; memoised, since a report repeats the same few dozen tags."""
+    try:
+        return _LOCAL[tag]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable: never a real tag
+        return ""
     if not isinstance(tag, str):
         return ""  # comments, processing instructions, entity references
-    return tag.rpartition("}")[2] if tag[0] == "{" else tag
+    name = tag.rpartition("}")[2]
+    if len(_LOCAL) < 4096:
+        _LOCAL[tag] = name
+    return name
 
 
 def _text(el: Any) -> str:

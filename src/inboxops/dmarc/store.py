@@ -16,13 +16,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, insert, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy import Connection, Engine, Table, insert, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from inboxops.dmarc.model import FailureReport, Record, ReportMeta, TlsReport
 from inboxops.dmarc.parse import AggregateParser
@@ -44,6 +46,7 @@ BATCH = 5000
 MAX_QUARANTINE_RAW = 32 * 1024 * 1024  # keep raw bytes up to this size; larger: reason only
 
 Outcome = Literal["new", "known"]
+T = TypeVar("T")
 
 _RECORD_COLS = [c.name for c in dmarc_records.columns]
 _AUTH_COLS = [c.name for c in dmarc_auth_results.columns]
@@ -85,19 +88,21 @@ class Sink(Protocol):
 
     def quarantine(self, source: str, reason: str, raw: bytes | None, size: int) -> None: ...
 
+    def session(self) -> AbstractContextManager[None]: ...
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _meta_row(meta: ReportMeta, source: str) -> dict[str, Any]:
-    return {
+def _meta_values(raw: _Raw, meta: ReportMeta, source: str) -> list[Any]:
+    row = {
         "org_name": meta.org_name,
         "report_id": meta.report_id,
         "email": meta.email,
         "extra_contact_info": meta.extra_contact_info,
-        "begin_at": meta.begin,
-        "end_at": meta.end,
+        "begin_at": raw.dt(meta.begin),
+        "end_at": raw.dt(meta.end),
         "version": meta.version,
         "generator": meta.generator,
         "domain": meta.domain,
@@ -110,14 +115,15 @@ def _meta_row(meta: ReportMeta, source: str) -> dict[str, Any]:
         "fo": meta.fo,
         "testing": meta.testing,
         "discovery_method": meta.discovery_method,
-        "errors": list(meta.errors),
+        "errors": raw.json(list(meta.errors)),
         "record_count": 0,
         "message_count": 0,
         "dropped_records": 0,
         "source": source,
         "sha256": "",
-        "stored_at": _now(),
+        "stored_at": raw.dt(_now()),
     }
+    return [row[c] for c in _REPORT_COLS]
 
 
 def _record_rows(
@@ -153,86 +159,209 @@ def _record_rows(
     return rec_rows, auth_rows
 
 
-class _BulkWriter:
-    """Batch inserts on the transaction's own DBAPI connection: COPY on PostgreSQL."""
+class _Raw:
+    """The transaction's own DBAPI connection, for the per-report hot path.
+
+    Small reports are dominated by per-statement overhead, so the aggregate path skips
+    SQLAlchemy's statement machinery and speaks to the driver: qmark SQL and ``executemany`` on
+    SQLite, ``%s`` SQL and ``COPY`` on PostgreSQL. Values are adapted the way SQLAlchemy's own
+    types store them (naive-UTC text datetimes and JSON text on SQLite), so both paths read back
+    identically through the models.
+    """
 
     def __init__(self, conn: Connection) -> None:
-        self.conn = conn
         self.pg = conn.dialect.name == "postgresql"
         self.raw: Any = conn.connection.dbapi_connection
+
+    def sql(self, text: str) -> str:
+        return text.replace("?", "%s") if self.pg else text
+
+    def dt(self, value: datetime | None) -> Any:
+        if value is None or self.pg:
+            return value
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def json(self, value: Any) -> Any:
+        if self.pg:
+            from psycopg.types.json import Json
+
+            return Json(value)
+        return json.dumps(value)
+
+    def one(self, text: str, params: Sequence[Any]) -> Any:
+        cur = self.raw.cursor()
+        try:
+            cur.execute(self.sql(text), params)
+            row = cur.fetchone()
+            return row[0] if row else None
+        finally:
+            cur.close()
+
+    def run(self, text: str, params: Sequence[Any]) -> None:
+        cur = self.raw.cursor()
+        try:
+            cur.execute(self.sql(text), params)
+        finally:
+            cur.close()
 
     def write(self, table: Table, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
         if not rows:
             return
+        cols = ", ".join(f'"{c}"' for c in columns)
         if self.pg:
-            with self.raw.cursor() as cur:
-                cols = ", ".join(f'"{c}"' for c in columns)
-                with cur.copy(f"COPY {table.name} ({cols}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-        else:
-            marks = ", ".join("?" for _ in columns)
-            cols = ", ".join(f'"{c}"' for c in columns)
-            cur = self.raw.cursor()
-            try:
-                cur.executemany(f"INSERT INTO {table.name} ({cols}) VALUES ({marks})", rows)
-            finally:
-                cur.close()
+            with self.raw.cursor() as cur, cur.copy(f"COPY {table.name} ({cols}) FROM STDIN") as cp:
+                for row in rows:
+                    cp.write_row(row)
+            return
+        marks = ", ".join("?" for _ in columns)
+        cur = self.raw.cursor()
+        try:
+            cur.executemany(f"INSERT INTO {table.name} ({cols}) VALUES ({marks})", rows)
+        finally:
+            cur.close()
+
+
+def _driver_errors(pg: bool) -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """(integrity errors, all errors) of the driver in use: the raw hot path raises the
+    driver's own exceptions, which SQLAlchemy does not wrap. psycopg is imported only for
+    PostgreSQL, so SQLite runs (and --dry-run) never need it."""
+    if not pg:
+        return (sqlite3.IntegrityError,), (sqlite3.Error,)
+    import psycopg
+
+    return (psycopg.IntegrityError,), (psycopg.Error,)
+
+
+_REPORT_COLS = [c.name for c in dmarc_reports.columns if c.name != "id"]
+_FIND_SQL = "SELECT id FROM dmarc_reports WHERE org_name = ? AND report_id = ?"
+_INSERT_SQL = (
+    f"INSERT INTO dmarc_reports ({', '.join(_REPORT_COLS)}) "
+    f"VALUES ({', '.join('?' for _ in _REPORT_COLS)}) RETURNING id"
+)
+_FINISH_SQL = (
+    "UPDATE dmarc_reports SET errors = ?, record_count = ?, message_count = ?, "
+    "dropped_records = ?, sha256 = ? WHERE id = ?"
+)
 
 
 class DatabaseSink:
-    """Stores reports in the database behind ``engine``."""
+    """Stores reports in the database behind ``engine``.
 
-    def __init__(self, engine: Engine) -> None:
+    Each report is atomic. Outside :meth:`session` each one is its own transaction, committed
+    before the call returns (what IMAP needs: flag only what is committed). Inside a session,
+    used for file imports, each report is a SAVEPOINT and commits are grouped every
+    ``group_commit`` reports: on SQLite a commit costs more than parsing a small report.
+    A crash loses at most the uncommitted group, which a rerun stores; nothing is marked done.
+    """
+
+    def __init__(self, engine: Engine, *, group_commit: int = 500) -> None:
         self.engine = engine
+        self.group_commit = group_commit
+        self._conn: Connection | None = None
+        self._in_group = 0
+        pg = engine.dialect.name == "postgresql"
+        integrity, errors = _driver_errors(pg)
+        self._integrity: tuple[type[Exception], ...] = (IntegrityError, *integrity)
+        self._errors: tuple[type[Exception], ...] = (SQLAlchemyError, *errors)
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Group the commits of many reports; commits what is done on exit, even on error."""
+        if self._conn is not None:
+            yield
+            return
+        try:
+            conn = self.engine.connect()
+        except SQLAlchemyError as exc:
+            raise _storage_error(exc) from None
+        self._conn = conn
+        try:
+            self._begin(conn)
+            yield
+            conn.commit()
+        except BaseException:
+            # Everything up to the last completed report is kept: each ended in RELEASE.
+            with suppress(*self._errors):
+                conn.commit()
+            raise
+        finally:
+            self._conn = None
+            self._in_group = 0
+            conn.close()
+
+    def _begin(self, conn: Connection) -> None:
+        conn.begin()
+        if conn.dialect.name == "sqlite":
+            # pysqlite opens transactions lazily; without an explicit BEGIN the first RELEASE
+            # would end (commit) the whole transaction.
+            _Raw(conn).run("BEGIN", ())
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """A transaction for one report: its own, or a savepoint inside the session."""
+        if self._conn is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        conn = self._conn
+        raw = _Raw(conn)
+        raw.run("SAVEPOINT inboxops_report", ())
+        try:
+            yield conn
+        except BaseException:
+            raw.run("ROLLBACK TO SAVEPOINT inboxops_report", ())
+            raw.run("RELEASE SAVEPOINT inboxops_report", ())
+            raise
+        raw.run("RELEASE SAVEPOINT inboxops_report", ())
+        self._in_group += 1
+        if self._in_group >= self.group_commit:
+            conn.commit()
+            self._begin(conn)
+            self._in_group = 0
+
+    def _guard(self, action: Callable[[Connection], T], on_conflict: T) -> T:
+        """Run ``action`` in a report transaction, mapping driver errors to ours."""
+        try:
+            with self._tx() as conn:
+                return action(conn)
+        except self._integrity:
+            return on_conflict
+        except self._errors as exc:
+            raise _storage_error(exc) from None
 
     # -- aggregate ----------------------------------------------------------------------------
 
     def aggregate(self, parser: AggregateParser, source: str) -> AggregateResult:
         meta = parser.read_meta()
-        try:
-            with self.engine.begin() as conn:
-                if self._known(conn, meta):
-                    return AggregateResult("known", meta)
-                pk = conn.execute(
-                    insert(dmarc_reports)
-                    .values(_meta_row(meta, source))
-                    .returning(dmarc_reports.c.id)
-                ).scalar_one()
-                result = self._write_records(conn, pk, parser, meta)
-                conn.execute(
-                    update(dmarc_reports)
-                    .where(dmarc_reports.c.id == pk)
-                    .values(
-                        errors=list(meta.errors),
-                        record_count=result.records,
-                        message_count=result.messages,
-                        dropped_records=parser.dropped,
-                        sha256=parser.sha256,
-                    )
-                )
-                return result
-        except IntegrityError:
-            log.info("event=report_race org=%s report_id=%s", meta.org_name, meta.report_id)
-            return AggregateResult("known", meta)
-        except (OperationalError, SQLAlchemyError) as exc:
-            raise _storage_error(exc) from None
 
-    @staticmethod
-    def _known(conn: Connection, meta: ReportMeta) -> bool:
-        row = conn.execute(
-            select(dmarc_reports.c.id).where(
-                dmarc_reports.c.org_name == meta.org_name,
-                dmarc_reports.c.report_id == meta.report_id,
+        def store(conn: Connection) -> AggregateResult:
+            raw = _Raw(conn)
+            if raw.one(_FIND_SQL, (meta.org_name, meta.report_id)) is not None:
+                return AggregateResult("known", meta)
+            pk = int(raw.one(_INSERT_SQL, _meta_values(raw, meta, source)))
+            result = self._write_records(raw, pk, parser, meta)
+            raw.run(
+                _FINISH_SQL,
+                (
+                    raw.json(list(meta.errors)),
+                    result.records,
+                    result.messages,
+                    parser.dropped,
+                    parser.sha256,
+                    pk,
+                ),
             )
-        ).first()
-        return row is not None
+            return result
+
+        result = self._guard(store, AggregateResult("known", meta))
+        if result.outcome == "known":
+            log.info("event=report_known org=%s report_id=%s", meta.org_name, meta.report_id)
+        return result
 
     @staticmethod
     def _write_records(
-        conn: Connection, pk: int, parser: AggregateParser, meta: ReportMeta
+        writer: _Raw, pk: int, parser: AggregateParser, meta: ReportMeta
     ) -> AggregateResult:
-        writer = _BulkWriter(conn)
         result = AggregateResult("new", meta)
         batch: list[Record] = []
         seq = 0
@@ -260,35 +389,32 @@ class DatabaseSink:
     # -- TLS and failure reports --------------------------------------------------------------
 
     def tls(self, report: TlsReport, source: str) -> Outcome:
-        try:
-            with self.engine.begin() as conn:
-                exists = conn.execute(
-                    select(tls_reports.c.id).where(
-                        tls_reports.c.org_name == report.org_name,
-                        tls_reports.c.report_id == report.report_id,
-                    )
-                ).first()
-                if exists:
-                    return "known"
-                pk = conn.execute(
-                    insert(tls_reports)
-                    .values(
-                        org_name=report.org_name,
-                        report_id=report.report_id,
-                        begin_at=report.begin,
-                        end_at=report.end,
-                        contact_info=report.contact_info,
-                        source=source,
-                        stored_at=_now(),
-                    )
-                    .returning(tls_reports.c.id)
-                ).scalar_one()
-                self._tls_children(conn, pk, report)
-                return "new"
-        except IntegrityError:
-            return "known"
-        except SQLAlchemyError as exc:
-            raise _storage_error(exc) from None
+        def store(conn: Connection) -> Outcome:
+            exists = conn.execute(
+                select(tls_reports.c.id).where(
+                    tls_reports.c.org_name == report.org_name,
+                    tls_reports.c.report_id == report.report_id,
+                )
+            ).first()
+            if exists:
+                return "known"
+            pk = conn.execute(
+                insert(tls_reports)
+                .values(
+                    org_name=report.org_name,
+                    report_id=report.report_id,
+                    begin_at=report.begin,
+                    end_at=report.end,
+                    contact_info=report.contact_info,
+                    source=source,
+                    stored_at=_now(),
+                )
+                .returning(tls_reports.c.id)
+            ).scalar_one()
+            self._tls_children(conn, pk, report)
+            return "new"
+
+        return self._guard(store, "known")
 
     @staticmethod
     def _tls_children(conn: Connection, pk: int, report: TlsReport) -> None:
@@ -330,53 +456,45 @@ class DatabaseSink:
 
     def failure(self, report: FailureReport, source: str) -> Outcome:
         values = {k: getattr(report, k) for k in report.__dataclass_fields__}
-        try:
-            with self.engine.begin() as conn:
-                exists = conn.execute(
-                    select(failure_reports.c.id).where(
-                        failure_reports.c.fingerprint == report.fingerprint
-                    )
-                ).first()
-                if exists:
-                    return "known"
-                conn.execute(
-                    insert(failure_reports).values(source=source, stored_at=_now(), **values)
+
+        def store(conn: Connection) -> Outcome:
+            exists = conn.execute(
+                select(failure_reports.c.id).where(
+                    failure_reports.c.fingerprint == report.fingerprint
                 )
-                return "new"
-        except IntegrityError:
-            return "known"
-        except SQLAlchemyError as exc:
-            raise _storage_error(exc) from None
+            ).first()
+            if exists:
+                return "known"
+            conn.execute(insert(failure_reports).values(source=source, stored_at=_now(), **values))
+            return "new"
+
+        return self._guard(store, "known")
 
     # -- quarantine ---------------------------------------------------------------------------
 
     def quarantine(self, source: str, reason: str, raw: bytes | None, size: int) -> None:
         digest = hashlib.sha256(raw if raw is not None else f"{source}|{size}".encode()).hexdigest()
         keep = raw if raw is not None and len(raw) <= MAX_QUARANTINE_RAW else None
-        try:
-            with self.engine.begin() as conn:
-                exists = conn.execute(
-                    select(quarantine.c.id).where(quarantine.c.sha256 == digest)
-                ).first()
-                if exists:
-                    return
-                conn.execute(
-                    insert(quarantine).values(
-                        sha256=digest,
-                        source=source,
-                        reason=reason,
-                        size=size,
-                        raw=keep,
-                        stored_at=_now(),
-                    )
+
+        def store(conn: Connection) -> None:
+            exists = conn.execute(select(quarantine.c.id).where(quarantine.c.sha256 == digest))
+            if exists.first() is not None:
+                return
+            conn.execute(
+                insert(quarantine).values(
+                    sha256=digest,
+                    source=source,
+                    reason=reason,
+                    size=size,
+                    raw=keep,
+                    stored_at=_now(),
                 )
-        except IntegrityError:
-            return
-        except SQLAlchemyError as exc:
-            raise _storage_error(exc) from None
+            )
+
+        self._guard(store, None)
 
 
-def _storage_error(exc: SQLAlchemyError) -> StorageError:
+def _storage_error(exc: Exception) -> StorageError:
     orig = getattr(exc, "orig", None)
     detail = str(orig or exc).splitlines()[0][:200]
     return StorageError(f"database write failed: {detail}; check the database and rerun")
@@ -420,3 +538,6 @@ class DryRunSink:
 
     def quarantine(self, source: str, reason: str, raw: bytes | None, size: int) -> None:
         return None
+
+    def session(self) -> AbstractContextManager[None]:
+        return nullcontext()

@@ -189,3 +189,23 @@ def test_init_writes_sample_and_refuses_overwrite(tmp_path: Path) -> None:
     assert code == 2
     code, _ = run(["--config", str(target), "config", "show"])
     assert code == 0
+
+
+def test_quarantine_lists_and_exports_refused_input(db_url: str, tmp_path: Path) -> None:
+    bad = write_report(tmp_path / "in", "bad.xml.gz", b"\x1f\x8b\x08\x00garbage-not-deflate")
+    code, _ = run(["--db", db_url, "dmarc", "import", str(bad)])
+    assert code == 3
+    code, out = run(["--db", db_url, "dmarc", "quarantine", "--json"])
+    assert code == 0
+    [entry] = json.loads(out)
+    assert entry["source"].endswith("bad.xml.gz")
+    assert "gzip" in entry["reason"]
+    assert entry["raw_kept"] is True
+    target = tmp_path / "out.bin"
+    code, _ = run(
+        ["--db", db_url, "dmarc", "quarantine", "--export", str(entry["id"]), "--to", str(target)]
+    )
+    assert code == 0
+    assert target.read_bytes() == bad.read_bytes()
+    code, _ = run(["--db", db_url, "dmarc", "quarantine", "--export", "999", "--to", str(target)])
+    assert code == 2

@@ -386,3 +386,71 @@ def alert(
         app.console.print(f"healthy: no DMARC alerts for {run.window.describe()}", highlight=False)
     if run.alerts:
         raise click.exceptions.Exit(EXIT_PROBLEMS)
+
+
+@dmarc.command("quarantine")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--export",
+    "export_id",
+    type=int,
+    metavar="ID",
+    help="Write the raw bytes of entry ID to --to (for a closer look or a re-import).",
+)
+@click.option(
+    "--to",
+    "export_to",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Destination file for --export.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
+@pass_app
+def quarantine_cmd(
+    app: AppContext, limit: int, export_id: int | None, export_to: Path | None, as_json: bool
+) -> None:
+    """List refused inputs (newest first) with their reasons; export one for inspection.
+
+    \b
+    Examples:
+      inboxops dmarc quarantine
+      inboxops dmarc quarantine --export 12 --to suspicious.bin
+    """
+    from inboxops.dmarc import quarantine
+
+    if export_id is not None:
+        if export_to is None:
+            raise click.UsageError("--export needs --to FILE")
+        data = quarantine.raw_bytes(app.engine(), export_id)
+        if data is None:
+            raise ConfigError(
+                f"quarantine entry {export_id} has no stored bytes (unknown id, or too large "
+                "to keep); see `inboxops dmarc quarantine`"
+            )
+        export_to.write_bytes(data)
+        click.echo(f"wrote {len(data)} bytes to {export_to}")
+        return
+    items = quarantine.entries(app.engine(), limit)
+    if as_json:
+        app.print_json(
+            [
+                {
+                    "id": e.id,
+                    "source": e.source,
+                    "reason": e.reason,
+                    "size": e.size,
+                    "raw_kept": e.has_raw,
+                    "stored_at": e.stored_at.isoformat(),
+                }
+                for e in items
+            ]
+        )
+        return
+    if not items:
+        app.console.print("quarantine is empty")
+        return
+    table = Table(title="Quarantined inputs (newest first)")
+    for col in ("id", "stored", "source", "reason", "bytes"):
+        table.add_column(col, overflow="fold")
+    for e in items:
+        table.add_row(str(e.id), f"{e.stored_at:%Y-%m-%d %H:%M}", e.source, e.reason, str(e.size))
+    app.console.print(table)

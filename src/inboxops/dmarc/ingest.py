@@ -20,7 +20,7 @@ from inboxops.config import Limits
 from inboxops.dmarc.parse import AggregateParser
 from inboxops.dmarc.store import Sink
 from inboxops.dmarc.unpack import NotAReport, Payload, Unpacker
-from inboxops.errors import ParseError
+from inboxops.errors import ParseError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,14 @@ class Ingestor:
             del exc
         except ParseError as exc:
             self._refuse(stats, source, exc.reason if exc.source else str(exc), raw(), size, exc)
+        except StorageError:
+            raise  # never mark an input done that was not stored
+        except (RecursionError, MemoryError, UnicodeError, LookupError, ValueError) as exc:
+            # A defect of ours or a library's on odd input must not abort the batch: the input
+            # is quarantined like any other refusal, with the traceback in the log for a report.
+            log.error("event=parser_defect source=%s error=%r", source, exc, exc_info=True)
+            reason = f"unexpected {type(exc).__name__} while parsing; please report this input"
+            self._refuse(stats, source, reason, raw(), size)
 
     def _payload(self, stats: IngestStats, payload: Payload) -> None:
         if payload.kind == "xml" and payload.stream is not None:

@@ -18,7 +18,7 @@ expanded or fetched), nesting past libxml2's 256-level limit, text nodes past it
 from __future__ import annotations
 
 import hashlib
-import ipaddress
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -408,11 +408,18 @@ def _record(el: Any) -> Record | None:
 
 
 def _ip(text: str) -> str | None:
+    """Validated, canonical IP text (RFC 5952 for IPv6), or None.
+
+    ``socket.inet_pton`` is strict (no leading zeros, four octets) and runs in C, several times
+    faster than :mod:`ipaddress` on the 100,000-record path.
+    """
     if not text:
         return None
+    text = text.strip("[]")
+    family = socket.AF_INET6 if ":" in text else socket.AF_INET
     try:
-        return str(ipaddress.ip_address(text.strip("[]")))
-    except ValueError:
+        return socket.inet_ntop(family, socket.inet_pton(family, text))
+    except (OSError, ValueError):
         return None
 
 

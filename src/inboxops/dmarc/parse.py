@@ -33,7 +33,8 @@ from inboxops.errors import HostileInputError, ParseError
 _TAGS = ("{*}report_metadata", "{*}policy_published", "{*}record", "{*}version")
 _HOSTILE_MARKERS = ("ERR_RESOURCE_LIMIT", "Excessive depth", "Huge input", "xmlSAX2Characters")
 _MAX_TEXT = 1024  # longest value we keep from one field; reports have no business exceeding it
-_MAX_INT = 2**63 - 1
+_MAX_COUNT = 2**40  # per record; keeps sums over millions of records inside BIGINT
+_MAX_PENDING = 20_000  # records buffered while waiting for late metadata
 
 
 _LOCAL: dict[Any, str] = {}
@@ -148,6 +149,11 @@ class AggregateParser:
             elif name == "version":
                 self._fields["version"] = _text(el) or None
             elif name == "record":
+                if len(self._pending) >= _MAX_PENDING:
+                    raise HostileInputError(
+                        f"more than {_MAX_PENDING} records before the report metadata",
+                        source=self.source,
+                    )
                 self._pending.append(self._convert_or_drop(el))
                 if have_meta and have_policy:
                     break
@@ -156,6 +162,9 @@ class AggregateParser:
             if have_meta and have_policy and self._pending:
                 break
         if not have_meta:
+            root = getattr(self._context, "root", None)
+            if root is not None and not self._checked_doctype:
+                self._check_doctype(root)
             self._finish_errors()
             raise NotAReport(f"{self.source}: XML is not a DMARC aggregate report")
         self._meta = self._build_meta()
@@ -205,7 +214,7 @@ class AggregateParser:
         if begin and end and end < begin:
             errors.append("date_range end is before begin")
         pct_text = f.get("pp_pct") or ""
-        pct = int(pct_text) if pct_text.isdigit() and int(pct_text) <= 100 else None
+        pct = int(pct_text) if _digits(pct_text) and int(pct_text) <= 100 else None
 
         def low(key: str) -> str | None:
             value = f.get(key) or ""
@@ -386,25 +395,31 @@ def _record(el: Any) -> Record | None:
                 if result is not None:
                     auth.append(result)
     source_ip = _ip(ip)
-    if source_ip is None or not count_text.isdigit():
+    if source_ip is None or not _digits(count_text):
         return None
     count = int(count_text)
-    if count > _MAX_INT:
+    if count > _MAX_COUNT:
         return None
+    # Lengths match the columns (storage/models.py): a reporter's garbage must not fail a batch.
     return Record(
         source_ip=source_ip,
         count=count,
-        disposition=disposition,
-        policy_dkim=pdkim,
-        policy_spf=pspf,
-        header_from=header_from,
-        envelope_from=envelope_from,
-        envelope_to=envelope_to,
+        disposition=disposition and disposition[:16],
+        policy_dkim=pdkim and pdkim[:16],
+        policy_spf=pspf and pspf[:16],
+        header_from=header_from and header_from[:255],
+        envelope_from=envelope_from and envelope_from[:255],
+        envelope_to=envelope_to and envelope_to[:255],
         reasons=tuple(reasons),
         auth_results=tuple(auth),
         dkim_aligned=pdkim == "pass",
         spf_aligned=pspf == "pass",
     )
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²", which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def _ip(text: str) -> str | None:
@@ -456,4 +471,6 @@ def _auth(el: Any) -> AuthResult | None:
             human = _text(c) or None
     if not result:
         return None
-    return AuthResult(method, domain, result, selector, scope, human)
+    return AuthResult(
+        method, domain[:255], result[:16], selector and selector[:255], scope and scope[:16], human
+    )

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, insert, select
+from sqlalchemy import Connection, Engine, String, Table, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from inboxops.dmarc.model import FailureReport, Record, ReportMeta, TlsReport
@@ -123,7 +123,15 @@ def _meta_values(raw: _Raw, meta: ReportMeta, source: str) -> list[Any]:
         "sha256": "",
         "stored_at": raw.dt(_now()),
     }
-    return [row[c] for c in _REPORT_COLS]
+    return [_fit(c, row[c]) for c in _REPORT_COLS]
+
+
+def _fit(column: str, value: Any) -> Any:
+    """Cut text to its column's length: PostgreSQL refuses what SQLite would silently keep."""
+    limit = _REPORT_LENGTHS.get(column)
+    if limit and isinstance(value, str) and len(value) > limit:
+        return value[:limit]
+    return value
 
 
 def _record_rows(
@@ -233,6 +241,11 @@ def _driver_errors(pg: bool) -> tuple[tuple[type[Exception], ...], tuple[type[Ex
 
 
 _REPORT_COLS = [c.name for c in dmarc_reports.columns if c.name != "id"]
+_REPORT_LENGTHS = {
+    c.name: c.type.length
+    for c in dmarc_reports.columns
+    if isinstance(c.type, String) and c.type.length
+}
 _FIND_SQL = "SELECT id FROM dmarc_reports WHERE org_name = ? AND report_id = ?"
 _INSERT_SQL = (
     f"INSERT INTO dmarc_reports ({', '.join(_REPORT_COLS)}) "

@@ -101,7 +101,10 @@ class GzipReader(io.RawIOBase):
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         while not self._done:
             if self._d.unconsumed_tail:
-                out = self._d.decompress(self._d.unconsumed_tail, len(buffer))
+                try:
+                    out = self._d.decompress(self._d.unconsumed_tail, len(buffer))
+                except zlib.error as exc:
+                    raise ParseError(f"gzip data is corrupt ({exc})", source=self._name) from None
             else:
                 if not self._pending:
                     self._pending = self._inner.read(_CHUNK)
@@ -243,22 +246,31 @@ class Unpacker:
             raise ParseError("zip archive is empty", source=name)
         for member in members:
             self._check_member(member, name)
+        yielded = 0
         for member in members:
-            member_name = f"{name} > {member.filename}"
+            member_name = f"{name} > {one_line(member.filename)}"
             try:
                 raw = archive.open(member)
-            except (zipfile.BadZipFile, RuntimeError, NotImplementedError) as exc:
+            except (zipfile.BadZipFile, RuntimeError, NotImplementedError, ValueError) as exc:
                 raise ParseError(f"cannot open zip member ({exc})", source=member_name) from None
             capped = _buffered(_ZipMember(raw, self.limits, member_name, member.compress_size))
-            yield from self.payloads(capped, member_name, depth + 1)
+            try:
+                for payload in self.payloads(capped, member_name, depth + 1):
+                    yielded += 1
+                    yield payload
+            except NotAReport:
+                continue  # a README or signature beside the report
+        if not yielded:
+            raise NotAReport(f"{name}: zip without a report")
 
     def _check_member(self, member: zipfile.ZipInfo, name: str) -> None:
         limits = self.limits
         if member.flag_bits & 0x1:
-            raise ParseError(f"zip member {member.filename} is encrypted", source=name)
+            raise ParseError(f"zip member {one_line(member.filename)} is encrypted", source=name)
         if member.file_size > limits.max_decompressed_bytes:
             raise HostileInputError(
-                f"zip member {member.filename} declares {member.file_size} bytes, over the "
+                f"zip member {one_line(member.filename)} declares {member.file_size} bytes, "
+                "over the "
                 f"{limits.max_decompressed_bytes // (1024 * 1024)} MiB cap (a zip bomb?)",
                 source=name,
             )
@@ -267,7 +279,7 @@ class Unpacker:
             and member.file_size > limits.max_ratio * max(member.compress_size, 1)
         ):
             raise HostileInputError(
-                f"zip member {member.filename} expands more than {limits.max_ratio}:1 "
+                f"zip member {one_line(member.filename)} expands more than {limits.max_ratio}:1 "
                 "(a zip bomb?)",
                 source=name,
             )
@@ -285,7 +297,8 @@ class Unpacker:
             return
         yielded = 0
         for part in _attachments(msg):
-            part_name = f"{name} > {part.get_filename() or part.get_content_type()}"
+            label = part.get_filename() or part.get_content_type()
+            part_name = f"{name} > {one_line(str(label))}"
             try:
                 body = part.get_payload(decode=True)
             except Exception:  # malformed transfer encodings
@@ -319,8 +332,9 @@ class _ZipMember(io.RawIOBase):
         try:
             data = self._inner.read(len(buffer))
         except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
+            detail = str(exc) or type(exc).__name__
             raise ParseError(
-                f"zip member is truncated or corrupt ({exc})", source=self._name
+                f"zip member is truncated or corrupt ({detail})", source=self._name
             ) from None
         n = len(data)
         buffer[:n] = data
@@ -345,6 +359,12 @@ def _attachments(msg: EmailMessage) -> Iterator[EmailMessage]:
         filename = (part.get_filename() or "").lower()
         if ctype in _REPORT_TYPES or filename.endswith(_REPORT_SUFFIXES):
             yield part
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """A name from inside an archive or mail, safe for a one-line message or log."""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
 
 
 def _strip(name: str, suffixes: tuple[str, ...]) -> str:

@@ -1,0 +1,700 @@
+"""Hostile and broken input through the full Ingestor into a real database (SQLite + PostgreSQL).
+
+Every hostile file is built here, in ``tmp_path``. A refusal must leave one one-line ``failed``
+entry, one quarantine row with the raw bytes, nothing half-stored, and the batch must go on to
+the next file. The corpus is read by path, never copied.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import struct
+import tracemalloc
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from functools import cache
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, func, select
+
+from inboxops.config import Limits
+from inboxops.dmarc.ingest import Ingestor, IngestStats
+from inboxops.dmarc.parse import AggregateParser
+from inboxops.dmarc.store import MAX_QUARANTINE_RAW, DatabaseSink, DryRunSink
+from inboxops.dmarc.unpack import NotAReport, Unpacker
+from inboxops.errors import HostileInputError, ParseError
+from inboxops.storage.db import open_database
+from inboxops.storage.models import dmarc_auth_results, dmarc_records, dmarc_reports, quarantine
+from tests.helpers import aggregate_xml
+
+MiB = 1024 * 1024
+GOOD_ROWS = (("192.0.2.1", 5, True), ("192.0.2.2", 7, False), ("2001:db8::3", 11, True))
+GOOD_KEY = ("good.example", "good-1")
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = open_database(db_url)
+    yield eng
+    eng.dispose()
+
+
+def ingest(engine: Engine, paths: list[Path], limits: Limits | None = None) -> IngestStats:
+    return Ingestor(DatabaseSink(engine), limits).ingest_paths(paths)
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {
+            t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
+            for t in (dmarc_reports, dmarc_records, dmarc_auth_results, quarantine)
+        }
+
+
+def stored_keys(engine: Engine) -> set[tuple[str, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(dmarc_reports.c.org_name, dmarc_reports.c.report_id))
+        return {(str(org), str(rid)) for org, rid in rows}
+
+
+def good_report(directory: Path) -> Path:
+    """A small valid report whose name sorts after every hostile file in the same directory."""
+    path = directory / "zz-good.xml"
+    path.write_bytes(aggregate_xml(org=GOOD_KEY[0], report_id=GOOD_KEY[1], rows=GOOD_ROWS))
+    return path
+
+
+def report_xml(report_id: str, n_records: int, org: str = "hostile.example") -> bytes:
+    rows = [
+        (f"10.{i // 65536}.{(i // 256) % 256}.{i % 256}", 1, i % 2 == 0) for i in range(n_records)
+    ]
+    return aggregate_xml(org=org, report_id=report_id, rows=rows)
+
+
+def assert_refused_and_continued(
+    stats: IngestStats, engine: Engine, bad: Path, needle: str
+) -> None:
+    """One one-line failure naming the problem, quarantined with its bytes; the good file after
+    it is stored and nothing of the bad one is."""
+    assert len(stats.failed) == 1, stats.failed
+    failed = stats.failed[0]
+    assert failed.source == str(bad)
+    assert "\n" not in failed.reason
+    assert "\r" not in failed.reason
+    assert needle.lower() in failed.reason.lower(), failed.reason
+    assert stats.quarantined == 1
+    assert stats.reports_new == 1
+    assert stats.records == len(GOOD_ROWS)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(quarantine.c.source, quarantine.c.reason, quarantine.c.size, quarantine.c.raw)
+        ).all()
+    assert len(rows) == 1
+    source, reason, size, raw = rows[0]
+    raw_bytes = bad.read_bytes()
+    assert (source, reason, size) == (str(bad), failed.reason, len(raw_bytes))
+    if len(raw_bytes) <= MAX_QUARANTINE_RAW:
+        assert bytes(raw) == raw_bytes
+    assert stored_keys(engine) == {GOOD_KEY}
+    assert counts(engine) == {
+        "dmarc_reports": 1,
+        "dmarc_records": len(GOOD_ROWS),
+        "dmarc_auth_results": 2 * len(GOOD_ROWS),
+        "quarantine": 1,
+    }
+
+
+# -- builders of hostile files --------------------------------------------------------------
+
+XML_DECL = b'<?xml version="1.0" encoding="UTF-8"?>'
+
+
+def _with_doctype(doctype: bytes, entity_ref: bytes) -> bytes:
+    body = aggregate_xml(report_id="doctype", rows=GOOD_ROWS).removeprefix(b'<?xml version="1.0"?>')
+    body = body.replace(b"<org_name>google.com", b"<org_name>" + entity_ref + b"google.com")
+    return XML_DECL + doctype + body
+
+
+def billion_laughs() -> bytes:
+    entities = [b'<!ENTITY lol0 "lol">']
+    entities += [b'<!ENTITY lol%d "%s">' % (i, b"&lol%d;" % (i - 1) * 10) for i in range(1, 10)]
+    return _with_doctype(b"<!DOCTYPE feedback [" + b"".join(entities) + b"]>", b"&lol9;")
+
+
+def external_entity() -> bytes:
+    return _with_doctype(
+        b'<!DOCTYPE feedback [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>', b"&xxe;"
+    )
+
+
+def plain_doctype() -> bytes:
+    return _with_doctype(b"<!DOCTYPE feedback>", b"")
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buf.getvalue()
+
+
+def _zip_stream(name: str, head: bytes, filler: bytes, repeat: int) -> bytes:
+    """A real deflated zip member of ``len(head) + len(filler) * repeat`` bytes, built in steps."""
+    buf = io.BytesIO()
+    with (
+        zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive,
+        archive.open(name, "w") as member,
+    ):
+        member.write(head)
+        for _ in range(repeat):
+            member.write(filler)
+    return buf.getvalue()
+
+
+def _patch_declared_size(data: bytes, size: int) -> bytes:
+    """Rewrite the uncompressed size in the local header and the central directory."""
+    out = bytearray(data)
+    local = out.find(b"PK\x03\x04")
+    central = out.find(b"PK\x01\x02")
+    struct.pack_into("<I", out, local + 22, size)
+    struct.pack_into("<I", out, central + 24, size)
+    return bytes(out)
+
+
+def zip_bomb() -> bytes:
+    """50 MiB of whitespace in a ~50 KiB member: the ratio cap must trip."""
+    return _zip_stream("report.xml", XML_DECL + b"<feedback>", b" " * MiB, 50)
+
+
+def zip_declares_huge() -> bytes:
+    """A member that declares 4 GiB: refused before a byte is inflated."""
+    return _patch_declared_size(_zip({"report.xml": report_xml("huge", 5)}), 2**32 - 1)
+
+
+def zip_size_lie() -> bytes:
+    """Declares 1,000 bytes (under every cap) but inflates to 50 MiB."""
+    real = _zip_stream("report.xml", XML_DECL + b"<feedback>", b" " * MiB, 50)
+    return _patch_declared_size(real, 1000)
+
+
+def gzip_nested_too_deep() -> bytes:
+    data = report_xml("nested4", 3)
+    for _ in range(4):
+        data = gzip.compress(data)
+    return data
+
+
+def truncated_gzip() -> bytes:
+    data = gzip.compress(report_xml("truncated", 200))
+    return data[: len(data) * 3 // 4]
+
+
+def truncated_zip() -> bytes:
+    data = _zip({"report.xml": report_xml("truncated-zip", 200)})
+    return data[: len(data) - 40]
+
+
+def zip_with_17_members() -> bytes:
+    return _zip({f"r{i}.xml": report_xml(f"member-{i}", 1) for i in range(17)})
+
+
+def deeply_nested() -> bytes:
+    body = aggregate_xml(report_id="deep", rows=GOOD_ROWS)
+    return body.replace(b"</feedback>", b"<x>" * 10_000 + b"</x>" * 10_000 + b"</feedback>")
+
+
+def huge_text_node() -> bytes:
+    body = aggregate_xml(report_id="huge-text", rows=GOOD_ROWS)
+    return body.replace(b"<org_name>", b"<org_name>" + b"A" * (20 * MiB), 1)
+
+
+def too_many_records() -> bytes:
+    return report_xml("many", 50)
+
+
+def empty() -> bytes:
+    return b""
+
+
+REFUSALS: list[tuple[str, Callable[[], bytes], str, Limits | None]] = [
+    ("billion-laughs.xml", billion_laughs, "DOCTYPE", None),
+    ("external-entity.xml", external_entity, "DOCTYPE", None),
+    ("plain-doctype.xml", plain_doctype, "DOCTYPE", None),
+    ("zip-bomb.zip", zip_bomb, "zip bomb", None),
+    ("zip-declares-4gib.zip", zip_declares_huge, "zip bomb", None),
+    ("zip-size-lie.zip", zip_size_lie, "corrupt", None),
+    ("gzip-nested-4.xml.gz", gzip_nested_too_deep, "nested more than 3", None),
+    ("truncated.xml.gz", truncated_gzip, "truncated", None),
+    ("truncated.zip", truncated_zip, "truncated", None),
+    ("seventeen.zip", zip_with_17_members, "17 files", None),
+    ("deep.xml", deeply_nested, "depth", None),
+    ("huge-text.xml", huge_text_node, "safety limits", None),
+    ("many-records.xml", too_many_records, "more than 10 records", Limits(max_records=10)),
+    ("empty.xml", empty, "empty", None),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "build", "needle", "limits"), REFUSALS, ids=[r[0] for r in REFUSALS]
+)
+def test_hostile_input_is_refused_quarantined_and_the_run_continues(
+    engine: Engine,
+    tmp_path: Path,
+    name: str,
+    build: Callable[[], bytes],
+    needle: str,
+    limits: Limits | None,
+) -> None:
+    """Bombs, entities, truncation, nesting and caps: refused cleanly, next file still stored."""
+    bad = tmp_path / name
+    bad.write_bytes(build())
+    good = good_report(tmp_path)
+    stats = ingest(engine, [good, bad], limits)
+    assert_refused_and_continued(stats, engine, bad, needle)
+
+
+def test_external_entity_is_never_resolved(engine: Engine, tmp_path: Path) -> None:
+    """The contents of /etc/passwd end up nowhere: not in a report, not in the reason."""
+    bad = tmp_path / "xxe.xml"
+    bad.write_bytes(external_entity())
+    stats = ingest(engine, [bad])
+    assert "root:" not in stats.failed[0].reason
+    with engine.connect() as conn:
+        orgs = conn.execute(select(dmarc_reports.c.org_name)).scalars().all()
+        raw = conn.execute(select(quarantine.c.raw)).scalar_one()
+    assert orgs == []
+    assert b"root:" not in bytes(raw)
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1 GiB of zeros inside an XML text node, deflated at level 9 in 1 MiB steps (~1 MiB)."""
+    path = tmp_path_factory.mktemp("bomb") / "bomb.xml.gz"
+    comp = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = b"0" * MiB
+    with path.open("wb") as fh:
+        fh.write(comp.compress(XML_DECL + b"<feedback><report_metadata><org_name>"))
+        for _ in range(1024):
+            fh.write(comp.compress(zeros))
+        fh.write(comp.compress(b"</org_name></report_metadata></feedback>"))
+        fh.write(comp.flush())
+    assert path.stat().st_size < 4 * MiB
+    return path
+
+
+def test_gzip_bomb_refused_in_bounded_memory(
+    engine: Engine, tmp_path: Path, gzip_bomb: Path
+) -> None:
+    """A 1 GiB gzip bomb is refused as a bomb while traced memory stays far below its size."""
+    good = good_report(tmp_path)
+    tracemalloc.start()
+    try:
+        stats = ingest(engine, [gzip_bomb, good])
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * MiB, f"peak traced memory {peak / MiB:.1f} MiB"
+    assert_refused_and_continued(stats, engine, gzip_bomb, "gzip bomb")
+
+
+def test_truncated_gzip_stores_nothing_of_the_report(engine: Engine, tmp_path: Path) -> None:
+    """12,000 records cut short: batches already written roll back with the report, while the
+    reports before and after it in the same run are kept."""
+    before = tmp_path / "a-before.xml"
+    before.write_bytes(report_xml("before", 4))
+    full = gzip.compress(report_xml("big-truncated", 12_000), compresslevel=1)
+    bad = tmp_path / "big.xml.gz"
+    bad.write_bytes(full[: len(full) * 9 // 10])
+    good = good_report(tmp_path)
+    stats = ingest(engine, [bad, good, before])
+    assert [f.source for f in stats.failed] == [str(bad)]
+    assert "truncated" in stats.failed[0].reason
+    assert "\n" not in stats.failed[0].reason
+    assert stats.reports_new == 2
+    assert stored_keys(engine) == {GOOD_KEY, ("hostile.example", "before")}
+    assert counts(engine) == {
+        "dmarc_reports": 2,
+        "dmarc_records": 4 + len(GOOD_ROWS),
+        "dmarc_auth_results": 2 * (4 + len(GOOD_ROWS)),
+        "quarantine": 1,
+    }
+
+
+def test_rerun_after_a_failed_import_stores_the_report_exactly_once(
+    engine: Engine, tmp_path: Path, corpus: Path
+) -> None:
+    """A crash half-way (truncated gzip of the 2,286-record report) leaves no trace; the full
+    file then stores it once, and a third run finds it known."""
+    source = corpus / "aggregate/!large-example.com!1711897200!1711983600.xml"
+    compressed = gzip.compress(source.read_bytes())
+    cut = tmp_path / "cut" / "large.xml.gz"
+    cut.parent.mkdir()
+    cut.write_bytes(compressed[: len(compressed) // 2])
+    whole = tmp_path / "whole" / "large.xml.gz"
+    whole.parent.mkdir()
+    whole.write_bytes(compressed)
+
+    first = ingest(engine, [cut])
+    assert len(first.failed) == 1
+    assert "truncated" in first.failed[0].reason
+    assert counts(engine)["dmarc_records"] == 0
+    assert counts(engine)["dmarc_reports"] == 0
+
+    second = ingest(engine, [whole])
+    assert (second.reports_new, second.records, second.failed) == (1, 2286, [])
+    third = ingest(engine, [whole, source])
+    assert (third.reports_new, third.reports_known) == (0, 2)
+    assert stored_keys(engine) == {("accurateplastics.com", "example.com:1711897200")}
+    assert counts(engine)["dmarc_records"] == 2286
+
+
+# -- accepted containers --------------------------------------------------------------------
+
+
+def test_double_gzip_is_accepted(engine: Engine, tmp_path: Path) -> None:
+    """A gzip inside a gzip (parsedmarc rejects it) is unwrapped and stored."""
+    path = tmp_path / "double.xml.gz"
+    path.write_bytes(gzip.compress(gzip.compress(report_xml("double", 4))))
+    stats = ingest(engine, [path])
+    assert (stats.reports_new, stats.records, stats.failed) == (1, 4, [])
+    assert stored_keys(engine) == {("hostile.example", "double")}
+
+
+def test_gzip_with_concatenated_members_is_one_stream(engine: Engine, tmp_path: Path) -> None:
+    """Two gzip members are one payload (RFC 1952), as `zcat` reads them."""
+    data = report_xml("concat", 6)
+    half = len(data) // 2
+    path = tmp_path / "concat.xml.gz"
+    path.write_bytes(gzip.compress(data[:half]) + gzip.compress(data[half:]))
+    stats = ingest(engine, [path])
+    assert (stats.reports_new, stats.records, stats.failed) == (1, 6, [])
+
+
+def test_multi_file_zip_stores_both_reports(engine: Engine, tmp_path: Path) -> None:
+    """A zip with two reports: both stored, with their own records."""
+    path = tmp_path / "two.zip"
+    path.write_bytes(_zip({"a.xml": report_xml("zip-a", 2), "b.xml": report_xml("zip-b", 3)}))
+    stats = ingest(engine, [path])
+    assert (stats.reports_new, stats.records, stats.failed) == (2, 5, [])
+    assert stored_keys(engine) == {("hostile.example", "zip-a"), ("hostile.example", "zip-b")}
+
+
+def test_zip_whose_first_member_is_not_xml_still_yields_the_report(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A README beside the report inside the zip must not hide the report."""
+    path = tmp_path / "readme-first.zip"
+    path.write_bytes(
+        _zip({"README.txt": b"This archive holds a DMARC report.\n", "r.xml": report_xml("r", 2)})
+    )
+    stats = ingest(engine, [path])
+    assert stored_keys(engine) == {("hostile.example", "r")}
+    assert (stats.reports_new, stats.records, stats.failed) == (1, 2, [])
+
+
+def test_mimecast_gzip_with_trailing_bytes_is_accepted(engine: Engine, corpus: Path) -> None:
+    """Mimecast appends CRLF after the gzip member; the report is still read and stored."""
+    stats = ingest(engine, [corpus / "aggregate/mimecast-weird-gzip.eml"])
+    assert (stats.reports_new, stats.records, stats.failed) == (1, 1, [])
+    assert stored_keys(engine) == {
+        ("Mimecast", "157a5fe30ec76f4bc0d8bccfc96c118a167a1280fee7c7465af5115e73082e5e")
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("notes.txt", b"Meeting notes\nNothing to see here, just text.\n"),
+        ("garbage.bin", bytes(range(7, 256)) * 8),
+    ],
+)
+def test_not_a_report_is_counted_not_quarantined(
+    engine: Engine, tmp_path: Path, name: str, data: bytes
+) -> None:
+    """Text and binary junk are 'not a report': counted, never quarantined, run continues."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    stats = ingest(engine, [path, good_report(tmp_path)])
+    assert (stats.not_reports, stats.quarantined, stats.failed) == (1, 0, [])
+    assert stats.reports_new == 1
+    assert counts(engine)["quarantine"] == 0
+    assert stored_keys(engine) == {GOOD_KEY}
+
+
+# -- known bugs pinned as strict xfails ----------------------------------------------------
+
+
+def test_gzip_corrupt_late_is_a_parse_error(engine: Engine, tmp_path: Path) -> None:
+    """Corruption past the first output buffer is refused like early corruption."""
+    data = bytearray(gzip.compress(report_xml("late", 20_000)))
+    data[-200] ^= 0xFF
+    bad = tmp_path / "late-corrupt.xml.gz"
+    bad.write_bytes(bytes(data))
+    stats = ingest(engine, [bad, good_report(tmp_path)])
+    assert_refused_and_continued(stats, engine, bad, "corrupt")
+
+
+def test_zip_member_name_cannot_break_the_one_line_reason(engine: Engine, tmp_path: Path) -> None:
+    """A member called 'evil\\nname.xml' must not put a newline into the failure reason."""
+    bad = tmp_path / "evil-name.zip"
+    bad.write_bytes(
+        _patch_declared_size(_zip({"evil\nname.xml": report_xml("evil", 1)}), 2**32 - 1)
+    )
+    stats = ingest(engine, [bad, good_report(tmp_path)])
+    assert_refused_and_continued(stats, engine, bad, "zip bomb")
+
+
+OVERLONG = {
+    "version": aggregate_xml(report_id="long").replace(
+        b"<version>1.0</version>", b"<version>" + b"9" * 40 + b"</version>"
+    ),
+    "domain": aggregate_xml(report_id="long", domain="d" * 300 + ".example"),
+    "email": aggregate_xml(report_id="long", org="o" * 330 + ".example"),
+}
+
+
+@pytest.mark.parametrize("field", sorted(OVERLONG))
+def test_overlong_value_is_not_fatal_to_the_batch(
+    engine: Engine, db_url: str, tmp_path: Path, request: pytest.FixtureRequest, field: str
+) -> None:
+    """A value longer than its column (<version>, a 300-char domain, a 350-char email) must
+    neither abort the run nor be half-stored."""
+    bad = tmp_path / "a-long.xml"
+    bad.write_bytes(OVERLONG[field])
+    stats = ingest(engine, [bad, good_report(tmp_path)])
+    assert GOOD_KEY in stored_keys(engine)
+    assert stats.reports_new + len(stats.failed) == 2
+
+
+def test_counts_summing_past_bigint_are_not_fatal(engine: Engine, tmp_path: Path) -> None:
+    """Two records of count 2**63-1 each are legal per record, but their sum is not."""
+    bad = tmp_path / "a-overflow.xml"
+    rows = (("192.0.2.1", 2**63 - 1, True), ("192.0.2.2", 2**63 - 1, True))
+    bad.write_bytes(aggregate_xml(report_id="overflow", rows=rows))
+    stats = ingest(engine, [bad, good_report(tmp_path)])
+    assert GOOD_KEY in stored_keys(engine)
+    assert stats.reports_new + len(stats.failed) == 2
+
+
+def _late_metadata(n: int) -> bytes:
+    text = report_xml("late-meta", n).decode()
+    meta_at, records_at, end_at = (
+        text.index("<report_metadata>"),
+        text.index("<record>"),
+        text.index("</feedback>"),
+    )
+    return (
+        text[:meta_at] + text[records_at:end_at] + text[meta_at:records_at] + text[end_at:]
+    ).encode()
+
+
+def test_records_before_metadata_are_read() -> None:
+    """A reporter that puts the metadata last still gets its records stored."""
+    parser = AggregateParser(io.BytesIO(_late_metadata(5_000)))
+    meta = parser.read_meta()
+    assert (meta.report_id, sum(1 for _ in parser.records())) == ("late-meta", 5_000)
+
+
+def test_too_many_records_before_metadata_are_refused_in_bounded_memory() -> None:
+    """Buffering records while waiting for metadata is capped: memory stays bounded."""
+    tracemalloc.start()
+    try:
+        parser = AggregateParser(io.BytesIO(_late_metadata(30_000)))
+        with pytest.raises(HostileInputError, match="before the report metadata"):
+            parser.read_meta()
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * MiB, f"peak traced memory {peak / MiB:.1f} MiB"
+
+
+# -- idempotency ----------------------------------------------------------------------------
+
+
+def test_same_report_in_three_containers_is_stored_once(engine: Engine, corpus: Path) -> None:
+    """extract_report: .xml, .xml.gz and .xml.zip hold one report; it is stored once."""
+    paths = [corpus / "extract_report" / n for n in ("nice-input.xml", "nice-input.xml.gz")]
+    paths.append(corpus / "extract_report/nice-input.xml.zip")
+    stats = ingest(engine, paths)
+    assert (stats.reports_new, stats.reports_known, stats.failed) == (1, 2, [])
+    assert stored_keys(engine) == {("google.com", "11038226378739404135")}
+    with engine.connect() as conn:
+        messages = conn.execute(select(func.sum(dmarc_records.c.count))).scalar_one()
+    assert counts(engine)["dmarc_records"] == 20
+    assert messages == 3047
+
+
+EXPECTED_CORPUS_KEYS = {
+    ("accurateplastics.com", "example.com:1538463741"),
+    ("accurateplastics.com", "example.com:1711897200"),
+    ("addisonfoods.com", "3ceb5548498640beaeb47327e202b0b9"),
+    ("example.org", "20240125141224705995"),
+    ("example.net", "b043f0e264cf4ea995e93765242f6dfb"),
+    ("ikea.com", "aggr_report_2018_10_05_5bc7e9b4f3e8a"),
+    ("veeam.com", "sonexushealth.com:1530233361"),
+    ("acme.com", "9391651994964116463"),
+    ("Outlook.com", "cfeafefe4129445e8c81018bd9177197"),
+    ("example.net", "dmarcbis-test-report-001"),
+    ("Sample Reporter", "3v98abbp8ya9n3va8yr8oa3ya"),
+    ("usssa.com", "8953b4d4a4ee4218b6ac0e2cb2667ee1"),
+    ("XYZ Corporation", "2940"),
+    ("FastMail Pty Ltd", "102675056"),
+    ("google.com", "949348866075514174"),
+    ("google.com", "1627703331531660819"),
+    ("Mimecast", "157a5fe30ec76f4bc0d8bccfc96c118a167a1280fee7c7465af5115e73082e5e"),
+    ("example.com", "aggr_report_example.com_20191202_1638"),
+    ("google.com", "11038226378739404135"),
+    ("fred.com", "11038226378739404135"),
+}
+
+
+def test_corpus_census(engine: Engine, corpus: Path) -> None:
+    """The whole corpus: only empty.xml refused, SOURCE.md not a report, all 20 reports stored."""
+    stats = ingest(engine, [corpus])
+    assert [(Path(f.source).name, f.reason) for f in stats.failed] == [
+        ("empty.xml", "empty input (0 bytes)")
+    ]
+    assert stats.quarantined == 1
+    assert stats.not_reports == 1  # SOURCE.md
+    assert stored_keys(engine) == EXPECTED_CORPUS_KEYS
+    assert stats.reports_new == 20
+    # duplicates: invalid_utf_8 / !example.com, veeam / invalid_xml, nice-input .gz and .zip
+    assert stats.reports_known == 4
+    assert stats.tls_reports_new == 4
+    assert stats.failure_reports_new + stats.failure_reports_known == 5
+    with engine.connect() as conn:
+        q_source = conn.execute(select(quarantine.c.source)).scalar_one()
+        by_key = {
+            (org, rid): n
+            for org, rid, n in conn.execute(
+                select(
+                    dmarc_reports.c.org_name,
+                    dmarc_reports.c.report_id,
+                    dmarc_reports.c.record_count,
+                )
+            )
+        }
+    assert Path(q_source).name == "empty.xml"
+    assert by_key[("accurateplastics.com", "example.com:1711897200")] == 2286
+    assert by_key[("fred.com", "11038226378739404135")] == 20
+    assert sum(by_key.values()) == counts(engine)["dmarc_records"]
+    assert all(n >= 1 for n in by_key.values())
+
+
+def test_corpus_twice_is_idempotent(engine: Engine, corpus: Path) -> None:
+    """A second import of the whole corpus stores nothing new and changes no row count."""
+    first = ingest(engine, [corpus])
+    before = counts(engine)
+    second = ingest(engine, [corpus])
+    assert second.reports_new == 0
+    assert second.reports_known == first.reports_new + first.reports_known
+    assert second.tls_reports_new == 0
+    assert second.failure_reports_new == 0
+    assert counts(engine) == before
+
+
+# -- property: mutated corpus files never escape as anything but documented errors ------------
+
+SEED_SUFFIXES = (".xml", ".gz", ".zip", ".eml")
+
+
+@cache
+def _seeds(corpus: Path) -> tuple[tuple[str, bytes], ...]:
+    files = sorted(p for p in corpus.rglob("*") if p.is_file() and p.name.endswith(SEED_SUFFIXES))
+    return tuple((p.name, p.read_bytes()) for p in files if p.stat().st_size)
+
+
+@st.composite
+def mutations(draw: st.DrawFn, base: bytes) -> bytes:
+    """Byte flips, truncations, insertions and chunk duplications of ``base``."""
+    out = bytearray(base)
+    ops = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["flip", "truncate", "insert", "duplicate"]),
+                st.integers(min_value=0, max_value=2**31),
+                st.integers(min_value=0, max_value=2**31),
+                st.binary(min_size=1, max_size=32),
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    for op, a, b, blob in ops:
+        n = len(out)
+        if op == "flip" and n:
+            out[a % n] ^= 1 + b % 255
+        elif op == "truncate":
+            del out[a % (n + 1) :]
+        elif op == "insert":
+            at = a % (n + 1)
+            out[at:at] = blob
+        elif op == "duplicate" and n:
+            start = a % n
+            chunk = bytes(out[start : start + 1 + b % 8192])
+            at = b % (n + 1)
+            out[at:at] = chunk
+    return bytes(out)
+
+
+@st.composite
+def mutated_corpus_file(draw: st.DrawFn, corpus: Path) -> tuple[str, bytes]:
+    """A corpus file mutated as is or, for gzip and zip, inside its container (so that the
+    damage reaches the parser rather than only the checksums)."""
+    name, base = draw(st.sampled_from(_seeds(corpus)))
+    if base.startswith(b"\x1f\x8b") and draw(st.booleans()):
+        return name, gzip.compress(draw(mutations(gzip.decompress(base))))
+    if base.startswith(b"PK\x03\x04") and draw(st.booleans()):
+        with zipfile.ZipFile(io.BytesIO(base)) as archive:
+            members = {info.filename: archive.read(info) for info in archive.infolist()}
+        first = next(iter(members))
+        members[first] = draw(mutations(members[first]))
+        return name, _zip(members)
+    return name, draw(mutations(base))
+
+
+PROPERTY = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@PROPERTY
+@given(data=st.data())
+def test_mutated_inputs_never_escape_the_ingestor(corpus: Path, data: st.DataObject) -> None:
+    """Whatever the bytes, ingest_bytes returns stats: a broken input is counted, never raised."""
+    name, blob = data.draw(mutated_corpus_file(corpus))
+    stats = Ingestor(DryRunSink(), Limits()).ingest_bytes(blob, name)
+    outcomes = (
+        stats.reports_new
+        + stats.tls_reports_new
+        + stats.failure_reports_new
+        + stats.not_reports
+        + len(stats.failed)
+    )
+    assert outcomes >= 1
+    assert all("\n" not in f.reason for f in stats.failed)
+
+
+@PROPERTY
+@given(data=st.data())
+def test_mutated_inputs_raise_only_documented_errors(corpus: Path, data: st.DataObject) -> None:
+    """Unpacker and AggregateParser raise ParseError (incl. HostileInputError) or NotAReport."""
+    name, blob = data.draw(mutated_corpus_file(corpus))
+    try:
+        for payload in Unpacker(Limits()).payloads(io.BytesIO(blob), name):
+            if payload.kind != "xml" or payload.stream is None:
+                continue
+            parser = AggregateParser(payload.stream, source=payload.name)
+            parser.read_meta()
+            for rec in parser.records():
+                assert rec.count >= 0
+    except (ParseError, NotAReport):
+        pass

@@ -108,11 +108,14 @@ dmarc_auth_results = Table(
     Column("result", String(16), nullable=False),
     Column("scope", String(16)),
     Column("human_result", Text),
+    # References the report, not the (report, seq) record: one cheap key check per row instead
+    # of a lookup in the largest index, which halves PostgreSQL's COPY time. Records and their
+    # auth results are written and deleted only together, by report.
     ForeignKeyConstraint(
-        ["report_pk", "record_seq"],
-        ["dmarc_records.report_pk", "dmarc_records.seq"],
+        ["report_pk"],
+        ["dmarc_reports.id"],
         ondelete="CASCADE",
-        name="fk_dmarc_auth_results_record",
+        name="fk_dmarc_auth_results_report",
     ),
 )
 

@@ -189,12 +189,6 @@ def upgrade() -> None:
         sa.Column("result", sa.String(length=16), nullable=False),
         sa.Column("scope", sa.String(length=16), nullable=True),
         sa.Column("human_result", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["report_pk"],
-            ["dmarc_reports.id"],
-            name="fk_dmarc_auth_results_report",
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint(
             "report_pk", "record_seq", "seq", name=op.f("pk_dmarc_auth_results")
         ),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import email
 import email.policy
 import io
+import re
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -45,22 +46,9 @@ _REPORT_TYPES = {
     "application/octet-stream",
 }
 _REPORT_SUFFIXES = (".xml", ".gz", ".gzip", ".zip", ".json")
-_MAIL_HEADERS = (
-    b"received:",
-    b"return-path:",
-    b"from:",
-    b"to:",
-    b"subject:",
-    b"date:",
-    b"message-id:",
-    b"mime-version:",
-    b"delivered-to:",
-    b"x-",
-    b"content-type:",
-    b"authentication-results:",
-    b"dkim-signature:",
-    b"arc-",
-)
+# A mail starts with a header field ("Name: value", RFC 5322 field-name characters) or an mbox
+# "From " line; which field comes first varies (Received, Return-Path, ARC-*, vendor X-*...).
+_MAIL_START = re.compile(rb"^(?:[!-9;-~]{1,76}:|From \S+ )")
 
 
 @dataclass
@@ -183,8 +171,7 @@ def sniff(head: bytes) -> str:
         return "xml"
     if text.startswith((b"{", b"[")):
         return "json"
-    lowered = text.lower()
-    if lowered.startswith(_MAIL_HEADERS) or (lowered.startswith(b"from ") and b"\n" in lowered):
+    if _MAIL_START.match(head):
         return "mail"
     return "unknown"
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,6 +17,10 @@ from inboxops.dmarc.ingest import Ingestor, IngestStats
 from inboxops.dmarc.store import DatabaseSink, DryRunSink, Sink
 from inboxops.dmarc.summary import Window, window_from
 from inboxops.errors import ConfigError
+
+if TYPE_CHECKING:
+    from inboxops.dmarc.alerting import AlertRun
+    from inboxops.dmarc.rules import Alert
 
 EXIT_PROBLEMS = 3
 
@@ -331,13 +336,13 @@ def summary(
         app.console.print("no DMARC records in this window", highlight=False)
 
 
-def _run_alerts(app: AppContext, window: Window, *, dry_run: bool):  # type: ignore[no-untyped-def]
+def _run_alerts(app: AppContext, window: Window, *, dry_run: bool) -> AlertRun:
     from inboxops.dmarc import alerting
 
     return alerting.check(app.engine(), app.settings, window, dry_run=dry_run)
 
 
-def _print_alerts(app: AppContext, alerts: list, sent_to: list[str]) -> None:  # type: ignore[type-arg]
+def _print_alerts(app: AppContext, alerts: Sequence[Alert], sent_to: list[str]) -> None:
     table = Table(title="DMARC alerts")
     for col in ("kind", "IP", "messages", "failed", "pass rate", "policy", "what to check"):
         table.add_column(col, overflow="fold")
@@ -384,6 +389,8 @@ def alert(
         _print_alerts(app, run.alerts, run.sent_to)
     else:
         app.console.print(f"healthy: no DMARC alerts for {run.window.describe()}", highlight=False)
+    if run.unsent_reason:
+        app.err_console.print(f"warning: {run.unsent_reason}", highlight=False)
     if run.alerts:
         raise click.exceptions.Exit(EXIT_PROBLEMS)
 

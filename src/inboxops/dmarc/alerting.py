@@ -24,11 +24,12 @@ class AlertRun:
     alerts: list[rules.Alert]
     sent_to: list[str] = field(default_factory=list)
     notified: bool = False
+    unsent_reason: str = ""
 
 
 def check(engine: Engine, settings: Settings, window: Window, *, dry_run: bool) -> AlertRun:
     """Evaluate the rules over ``window``; send to every configured channel unless ``dry_run``."""
-    from inboxops.notify import send_alert
+    from inboxops.notify import channels_configured, send_alert
 
     stats = summary.ip_stats(engine, window, settings.own_ips)
     if settings.domains:
@@ -38,6 +39,13 @@ def check(engine: Engine, settings: Settings, window: Window, *, dry_run: bool) 
     run = AlertRun(window, alerts)
     if not alerts or dry_run:
         log.info("event=alert_check alerts=%d dry_run=%s", len(alerts), dry_run)
+        return run
+    if not channels_configured(settings):
+        log.warning("event=alerts_not_sent reason=no_channel alerts=%d", len(alerts))
+        run.unsent_reason = (
+            "no alert channel configured (INBOXOPS_TELEGRAM_* or INBOXOPS_NOTIFY_URLS); "
+            "alerts printed only"
+        )
         return run
     title, body_html = rules.render(alerts, window=window.describe())
     body_text = rules.render_text(alerts, window=window.describe())

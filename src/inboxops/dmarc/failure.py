@@ -262,5 +262,5 @@ def _parse(msg: EmailMessage, source: str) -> FailureReport:
         subject=subject,
         message_id=message_id,
         original_headers=headers,
-        **values,  # type: ignore[arg-type]
+        **values,
     )

@@ -1,0 +1,154 @@
+"""DMARC alert rules. Pure: :class:`IpStat` values in, :class:`Alert` values out.
+
+Two questions a sender asks of a week of reports:
+
+* *Is my own mail failing?* An own IP (``[dmarc].own_ips``) below ``min_pass_rate`` means
+  receivers are seeing unauthenticated mail from us: a missing DKIM signature, an SPF record
+  that lost an include, a relay path that breaks alignment. Exactly at the floor does not alert.
+* *Is someone sending as us?* Any other IP with ``spoof_min_failed`` or more failing messages.
+  How urgent that is depends on the published policy, which the alert names.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from inboxops.config import AlertSettings
+from inboxops.dmarc.model import IpStat
+
+OWN_IP_FAILING = "own_ip_failing"
+SPOOFING = "spoofing"
+_STRICTNESS = {"reject": 3, "quarantine": 2, "none": 1}
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    ip: str
+    messages: int
+    failed: int
+    pass_rate: float
+    orgs: tuple[str, ...]
+    domains: tuple[str, ...]
+    policy: str | None
+    advice: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "ip": self.ip,
+            "messages": self.messages,
+            "failed": self.failed,
+            "pass_rate": round(self.pass_rate, 4),
+            "orgs": list(self.orgs),
+            "domains": list(self.domains),
+            "policy": self.policy,
+            "advice": self.advice,
+        }
+
+
+def strictest(policies: Iterable[str]) -> str | None:
+    ranked = sorted(policies, key=lambda p: -_STRICTNESS.get(p, 0))
+    return ranked[0] if ranked else None
+
+
+def _own_advice(stat: IpStat) -> str:
+    share = stat.failed / stat.messages if stat.messages else 0.0
+    return (
+        f"{share:.1%} of this IP's mail failed DMARC. Check that every stream it sends is "
+        "DKIM-signed with a d= domain aligned to the From domain (a rotated or missing selector "
+        "is the usual cause), that SPF for the envelope domain still includes this IP, and "
+        "whether a forwarder or mailing list relays part of it."
+    )
+
+
+def _spoof_advice(policy: str | None) -> str:
+    if policy == "reject":
+        return (
+            "Policy is p=reject: receivers are already rejecting these messages. No action "
+            "unless this IP is yours (then sign with DKIM, add it to SPF and to INBOXOPS_OWN_IPS)."
+        )
+    if policy == "quarantine":
+        return (
+            "Policy is p=quarantine: these messages go to spam. Move to p=reject once your own "
+            "streams pass; if the IP is yours, sign with DKIM, add it to SPF and to own_ips."
+        )
+    return (
+        "Policy is p=none: these messages are being delivered. Move toward p=quarantine, then "
+        "p=reject, once your own streams pass; if the IP is yours, sign with DKIM and add it to "
+        "SPF and to own_ips."
+    )
+
+
+def evaluate(stats: Iterable[IpStat], thresholds: AlertSettings) -> list[Alert]:
+    """Alerts for the window's per-IP stats; an empty list means healthy."""
+    own: list[Alert] = []
+    spoof: list[Alert] = []
+    for s in stats:
+        policy = strictest(s.policies)
+        if s.own:
+            if s.messages > 0 and s.pass_rate < thresholds.min_pass_rate:
+                own.append(
+                    Alert(
+                        OWN_IP_FAILING,
+                        s.ip,
+                        s.messages,
+                        s.failed,
+                        s.pass_rate,
+                        s.orgs,
+                        s.domains,
+                        policy,
+                        _own_advice(s),
+                    )
+                )
+        elif s.failed >= thresholds.spoof_min_failed:
+            spoof.append(
+                Alert(
+                    SPOOFING,
+                    s.ip,
+                    s.messages,
+                    s.failed,
+                    s.pass_rate,
+                    s.orgs,
+                    s.domains,
+                    policy,
+                    _spoof_advice(policy),
+                )
+            )
+    own.sort(key=lambda a: (a.pass_rate, a.ip))
+    spoof.sort(key=lambda a: (-a.failed, a.ip))
+    return own + spoof
+
+
+def _line(a: Alert) -> tuple[str, str]:
+    if a.kind == OWN_IP_FAILING:
+        head = f"Own IP {a.ip}: {a.pass_rate:.1%} DMARC pass ({a.failed} of {a.messages} failed)"
+    else:
+        head = (
+            f"Spoofing from {a.ip}: {a.failed} failing messages as "
+            f"{', '.join(a.domains) or 'your domain'} (p={a.policy or 'unknown'})"
+        )
+    reporters = f"Reported by {', '.join(a.orgs[:5])}{' ...' if len(a.orgs) > 5 else ''}."
+    return head, f"{reporters} {a.advice}"
+
+
+def render(alerts: Sequence[Alert], *, window: str) -> tuple[str, str]:
+    """(title, HTML body) for Telegram: every interpolated value escaped."""
+    title = f"inboxops: {len(alerts)} DMARC alert{'s' if len(alerts) != 1 else ''}"
+    parts = [f"<b>{html.escape(title)}</b>", html.escape(window)]
+    for a in alerts:
+        head, detail = _line(a)
+        parts.append(f"<b>{html.escape(head)}</b>\n{html.escape(detail)}")
+    return title, "\n\n".join(parts)
+
+
+def render_text(alerts: Sequence[Alert], *, window: str) -> str:
+    """Plain-text body for channels without HTML (apprise)."""
+    lines = [window]
+    for a in alerts:
+        head, detail = _line(a)
+        lines.append(f"- {head}\n  {detail}")
+    return "\n".join(lines)

@@ -1,0 +1,169 @@
+"""Alert rules at their boundaries; `inboxops dmarc alert` end to end (DB, rules, Telegram)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from inboxops.cli import root
+from inboxops.cli.context import AppContext
+from inboxops.config import AlertSettings
+from inboxops.dmarc.model import IpStat
+from inboxops.dmarc.rules import OWN_IP_FAILING, SPOOFING, evaluate, render, render_text
+from tests.helpers import NOW, aggregate_xml, write_report
+from tests.servers.telegram import TelegramDouble
+
+T = AlertSettings()
+
+
+def stat(ip: str, messages: int, passed: int, *, own: bool, policy: str = "none") -> IpStat:
+    return IpStat(
+        ip=ip,
+        messages=messages,
+        passed=passed,
+        failed=messages - passed,
+        own=own,
+        orgs=("google.com",),
+        domains=("example.com",),
+        policies=(policy,),
+    )
+
+
+def test_own_ip_at_exactly_95_percent_is_healthy() -> None:
+    assert evaluate([stat("192.0.2.10", 2000, 1900, own=True)], T) == []
+
+
+def test_own_ip_just_below_95_percent_alerts() -> None:
+    [alert] = evaluate([stat("192.0.2.10", 2000, 1899, own=True)], T)
+    assert (alert.kind, alert.ip, alert.failed) == (OWN_IP_FAILING, "192.0.2.10", 101)
+    assert "DKIM" in alert.advice
+
+
+def test_spoofing_boundary_is_20_failures() -> None:
+    assert evaluate([stat("203.0.113.5", 19, 0, own=False)], T) == []
+    [alert] = evaluate([stat("203.0.113.5", 20, 0, own=False)], T)
+    assert alert.kind == SPOOFING
+
+
+def test_own_ips_are_never_spoofers() -> None:
+    assert [a.kind for a in evaluate([stat("192.0.2.10", 500, 0, own=True)], T)] == [OWN_IP_FAILING]
+
+
+def test_foreign_ip_passing_dmarc_is_not_spoofing() -> None:
+    """A forwarder that keeps DKIM intact fails nothing."""
+    assert evaluate([stat("198.51.100.7", 5000, 4990, own=False)], T) == []
+
+
+@pytest.mark.parametrize(
+    ("policy", "phrase"),
+    [("reject", "already rejecting"), ("quarantine", "go to spam"), ("none", "being delivered")],
+)
+def test_spoofing_advice_names_the_policy(policy: str, phrase: str) -> None:
+    [alert] = evaluate([stat("203.0.113.5", 40, 0, own=False, policy=policy)], T)
+    assert alert.policy == policy
+    assert phrase in alert.advice
+
+
+def test_thresholds_are_configurable() -> None:
+    loose = AlertSettings(min_pass_rate=0.5, spoof_min_failed=100)
+    stats = [stat("192.0.2.10", 100, 60, own=True), stat("203.0.113.5", 99, 0, own=False)]
+    assert evaluate(stats, loose) == []
+
+
+def test_order_and_rendering_escape_html() -> None:
+    stats = [
+        stat("203.0.113.5", 30, 0, own=False),
+        stat("203.0.113.6", 90, 0, own=False),
+        IpStat("192.0.2.10", 10, 5, 5, True, ("<script>&",), ("example.com",), ("none",)),
+    ]
+    alerts = evaluate(stats, T)
+    assert [a.ip for a in alerts] == ["192.0.2.10", "203.0.113.6", "203.0.113.5"]
+    title, body = render(alerts, window="w")
+    assert title == "inboxops: 3 DMARC alerts"
+    assert "&lt;script&gt;&amp;" in body
+    assert "<script>" not in body
+    assert "203.0.113.6" in render_text(alerts, window="w")
+
+
+# -- end to end: stored reports -> `inboxops dmarc alert` -> Telegram double -----------------
+
+
+def _seed(db_url: str, tmp_path: Path, rows: list[tuple[str, int, bool]], p: str = "none") -> None:
+    write_report(tmp_path / "r", "a.xml", aggregate_xml(report_id="a", p=p, rows=rows))
+    result = CliRunner().invoke(root, ["--db", db_url, "dmarc", "import", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+
+
+def _alert(db_url: str, telegram: TelegramDouble, *extra: str) -> tuple[int, str]:
+    env = {
+        "INBOXOPS_OWN_IPS": "192.0.2.0/28",
+        "INBOXOPS_TELEGRAM_BOT_TOKEN": telegram.token,
+        "INBOXOPS_TELEGRAM_CHAT_ID": "-100777",
+        "INBOXOPS_TELEGRAM_API_URL": telegram.url,
+    }
+    result = CliRunner().invoke(
+        root,
+        ["--db", db_url, "dmarc", "alert", "--json", *extra],
+        env=env,
+        obj=AppContext(clock=lambda: NOW),
+    )
+    return result.exit_code, result.stdout
+
+
+def test_healthy_window_sends_nothing(
+    db_url: str, tmp_path: Path, telegram_server: TelegramDouble
+) -> None:
+    _seed(db_url, tmp_path, [("192.0.2.10", 95, True), ("192.0.2.10", 5, False)])
+    _seed(db_url, tmp_path / "b", [("203.0.113.5", 19, False)])
+    code, out = _alert(db_url, telegram_server)
+    assert (code, json.loads(out)) == (0, [])
+    assert telegram_server.requests == []
+
+
+def test_boundaries_alert_and_send(
+    db_url: str, tmp_path: Path, telegram_server: TelegramDouble
+) -> None:
+    rows = [
+        ("192.0.2.10", 9499, True),
+        ("192.0.2.10", 501, False),  # 94.99%
+        ("203.0.113.5", 20, False),  # exactly 20 failures
+        ("203.0.113.9", 19, False),  # one short
+    ]
+    _seed(db_url, tmp_path, rows, p="reject")
+    code, out = _alert(db_url, telegram_server)
+    alerts = json.loads(out)
+    assert code == 3
+    assert [(a["kind"], a["ip"], a["failed"]) for a in alerts] == [
+        ("own_ip_failing", "192.0.2.10", 501),
+        ("spoofing", "203.0.113.5", 20),
+    ]
+    assert set(alerts[0]) >= {"kind", "ip", "messages", "failed", "pass_rate", "orgs"}
+    assert alerts[0]["pass_rate"] == 0.9499
+    assert alerts[1]["policy"] == "reject"
+    [message] = telegram_server.messages
+    assert "192.0.2.10" in message
+    assert "203.0.113.5" in message
+    assert "203.0.113.9" not in message
+
+
+def test_dry_run_evaluates_but_sends_nothing(
+    db_url: str, tmp_path: Path, telegram_server: TelegramDouble
+) -> None:
+    _seed(db_url, tmp_path, [("203.0.113.5", 50, False)])
+    code, out = _alert(db_url, telegram_server, "--dry-run")
+    assert code == 3
+    assert [a["kind"] for a in json.loads(out)] == ["spoofing"]
+    assert telegram_server.requests == []
+
+
+def test_alerts_outside_the_window_are_ignored(
+    sqlite_url: str, tmp_path: Path, telegram_server: TelegramDouble
+) -> None:
+    _seed(sqlite_url, tmp_path, [("203.0.113.5", 50, False)])
+    code, out = _alert(
+        sqlite_url, telegram_server, "--since", "2026-01-01", "--until", "2026-02-01"
+    )
+    assert (code, json.loads(out)) == (0, [])

@@ -5,8 +5,6 @@ from __future__ import annotations
 import click
 
 from inboxops.cli.context import AppContext
-from inboxops.notify import send_alert
-from inboxops.notify.telegram import escape_html
 
 pass_app = click.make_pass_decorator(AppContext)
 
@@ -25,6 +23,9 @@ def test_cmd(app: AppContext, as_json: bool) -> None:
     Exit 0 when every channel accepted it, 1 when one failed (the message says which and why),
     2 when no channel is configured.
     """
+    from inboxops.notify import send_alert
+    from inboxops.notify.telegram import escape_html
+
     now = app.clock()
     text = f"inboxops test alert, sent {now:%Y-%m-%d %H:%M} UTC: this channel works."
     sent = send_alert(app.settings, "inboxops test alert", escape_html(text), text)

@@ -9,20 +9,26 @@ Public Suffix List (``publicsuffixlist`` ships a copy, so nothing is fetched at 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import lru_cache
-
-from publicsuffixlist import PublicSuffixList
+from functools import cache, lru_cache
+from typing import Any
 
 from inboxops.dmarc.model import AuthResult
 
-_psl = PublicSuffixList()
+
+@cache
+def _psl() -> Any:
+    """Loaded on first use: parsing the list costs ~30 ms that most runs never need."""
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()
 
 
 @lru_cache(maxsize=65536)
 def org_domain(domain: str) -> str:
     """The organisational domain: ``mail.example.co.uk`` -> ``example.co.uk``."""
     domain = domain.strip().strip(".").lower()
-    return _psl.privatesuffix(domain) or domain
+    found: str | None = _psl().privatesuffix(domain)
+    return found or domain
 
 
 def aligned(identifier: str, header_from: str, mode: str | None) -> bool:

@@ -698,3 +698,31 @@ def test_mutated_inputs_raise_only_documented_errors(corpus: Path, data: st.Data
                 assert rec.count >= 0
     except (ParseError, NotAReport):
         pass
+
+
+def test_report_mail_with_unreadable_attachment_is_quarantined_not_ignored() -> None:
+    """Yahoo once sent gzips holding the word "unused": the mail is a report mail, so it is
+    refused (and, over IMAP, flagged) rather than left for every later run to trip over."""
+    from email.message import EmailMessage
+
+    report_mail = EmailMessage()
+    report_mail["Subject"] = "Report Domain: example.com Submitter: yahoo.com"
+    report_mail.set_content("aggregate report attached")
+    report_mail.add_attachment(
+        gzip.compress(b"unused"),
+        maintype="application",
+        subtype="gzip",
+        filename="yahoo.com!example.com!1683072000!1683158399.xml.gz",
+    )
+    stats = Ingestor(DryRunSink()).ingest_bytes(report_mail.as_bytes(), "imap:1")
+    assert (stats.not_reports, stats.quarantined) == (0, 1)
+    assert "named like a report" in stats.failed[0].reason
+
+    ordinary = EmailMessage()
+    ordinary["Subject"] = "invoice"
+    ordinary.set_content("see attached")
+    ordinary.add_attachment(
+        b"%PDF-1.4", maintype="application", subtype="octet-stream", filename="invoice.pdf"
+    )
+    stats = Ingestor(DryRunSink()).ingest_bytes(ordinary.as_bytes(), "imap:2")
+    assert (stats.not_reports, stats.quarantined, stats.failed) == (1, 0, [])

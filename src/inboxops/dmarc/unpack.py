@@ -297,6 +297,12 @@ class Unpacker:
                     yielded += 1
                     yield payload
             except NotAReport:
+                if _named_like_a_report(str(part.get_filename() or "")):
+                    # e.g. Yahoo's gzip whose content is the word "unused": the mail is a
+                    # report mail, so it is quarantined and flagged, not retried forever.
+                    raise ParseError(
+                        "attachment is named like a report but holds no report", source=part_name
+                    ) from None
                 continue  # a PDF or image beside the report, or ordinary mail
         if not yielded:
             raise NotAReport(f"{name}: mail without a report attachment")
@@ -346,6 +352,14 @@ def _attachments(msg: EmailMessage) -> Iterator[EmailMessage]:
         filename = (part.get_filename() or "").lower()
         if ctype in _REPORT_TYPES or filename.endswith(_REPORT_SUFFIXES):
             yield part
+
+
+_REPORT_NAME = re.compile(r"![^!]+![0-9]{9,}![0-9]{9,}|\.xml(\.gz|\.zip)?$|\.json\.gz$", re.I)
+
+
+def _named_like_a_report(filename: str) -> bool:
+    """``org!domain!begin!end[.xml.gz]`` (RFC 7489 naming) or an obvious report extension."""
+    return bool(_REPORT_NAME.search(filename))
 
 
 def one_line(text: str, limit: int = 200) -> str:

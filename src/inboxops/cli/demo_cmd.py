@@ -14,6 +14,7 @@ import click
 from rich.table import Table
 
 from inboxops.cli.context import AppContext
+from inboxops.cli.dmarc_cmd import print_alerts
 from inboxops.config import parse_networks
 from inboxops.dmarc import summary
 from inboxops.dmarc.ingest import Ingestor
@@ -90,12 +91,8 @@ def demo(ctx: click.Context, directory: Path, reports: int, seed: int) -> None:
     if not run.alerts:
         console.print("no alerts: all healthy")
         return
-    alerts = Table(title="Alerts (printed, not sent: this is the demo)")
-    for col in ("kind", "IP", "messages", "failed", "pass rate", "what to check"):
-        alerts.add_column(col, overflow="fold")
-    for a in run.alerts:
-        alerts.add_row(a.kind, a.ip, str(a.messages), str(a.failed), f"{a.pass_rate:.1%}", a.advice)
-    console.print(alerts)
+    console.print("[bold]Alerts[/] (printed, not sent: this is the demo)")
+    print_alerts(console, run.alerts)
     console.print(
         f"Explore: inboxops --db {db_url} dmarc summary --by org", highlight=False, soft_wrap=True
     )

@@ -19,6 +19,8 @@ from inboxops.dmarc.summary import Window, window_from
 from inboxops.errors import ConfigError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from inboxops.dmarc.alerting import AlertRun
     from inboxops.dmarc.rules import Alert
 
@@ -343,20 +345,7 @@ def _run_alerts(app: AppContext, window: Window, *, dry_run: bool) -> AlertRun:
 
 
 def _print_alerts(app: AppContext, alerts: Sequence[Alert], sent_to: list[str]) -> None:
-    table = Table(title="DMARC alerts")
-    for col in ("kind", "IP", "messages", "failed", "pass rate", "policy", "what to check"):
-        table.add_column(col, overflow="fold")
-    for a in alerts:
-        table.add_row(
-            a.kind,
-            a.ip,
-            str(a.messages),
-            str(a.failed),
-            f"{a.pass_rate:.1%}",
-            a.policy or "-",
-            a.advice,
-        )
-    app.console.print(table)
+    print_alerts(app.console, alerts)
     if sent_to:
         app.console.print(f"sent to: {', '.join(sent_to)}", highlight=False)
 
@@ -461,3 +450,13 @@ def quarantine_cmd(
     for e in items:
         table.add_row(str(e.id), f"{e.stored_at:%Y-%m-%d %H:%M}", e.source, e.reason, str(e.size))
     app.console.print(table)
+
+
+def print_alerts(console: Console, alerts: Sequence[Alert]) -> None:
+    """Alerts as short blocks: a headline, then what to check (tables wrap advice badly)."""
+    from inboxops.dmarc.rules import headline
+
+    for a in alerts:
+        colour = "red" if a.kind == "own_ip_failing" else "yellow"
+        console.print(f"[bold {colour}]{a.kind}[/] {headline(a)}", highlight=False)
+        console.print(f"  {a.advice}", highlight=False)

@@ -123,6 +123,13 @@ def evaluate(stats: Iterable[IpStat], thresholds: AlertSettings) -> list[Alert]:
     return own + spoof
 
 
+def headline(a: Alert) -> str:
+    """One line: who, how bad, reported by whom."""
+    head, _ = _line(a)
+    more = f" and {len(a.orgs) - 5} more" if len(a.orgs) > 5 else ""
+    return f"{head}. Reported by {', '.join(a.orgs[:5])}{more}."
+
+
 def _line(a: Alert) -> tuple[str, str]:
     if a.kind == OWN_IP_FAILING:
         head = f"Own IP {a.ip}: {a.pass_rate:.1%} DMARC pass ({a.failed} of {a.messages} failed)"
@@ -131,7 +138,8 @@ def _line(a: Alert) -> tuple[str, str]:
             f"Spoofing from {a.ip}: {a.failed} failing messages as "
             f"{', '.join(a.domains) or 'your domain'} (p={a.policy or 'unknown'})"
         )
-    reporters = f"Reported by {', '.join(a.orgs[:5])}{' ...' if len(a.orgs) > 5 else ''}."
+    more = f" and {len(a.orgs) - 5} more" if len(a.orgs) > 5 else ""
+    reporters = f"Reported by {', '.join(a.orgs[:5])}{more}."
     return head, f"{reporters} {a.advice}"
 
 

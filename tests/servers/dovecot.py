@@ -1,1 +1,290 @@
-"""Placeholder; the Dovecot fixture lands here."""
+"""A private Dovecot on loopback (per the shared recipe), and a fault-injecting TCP proxy.
+
+The server runs once per test session from a temp dir; every test gets an empty mailbox. The
+proxy forwards real bytes between the client and Dovecot and, when armed, cuts the connection
+the moment the client sends ``UID STORE``: a connection dropped between FETCH and STORE, as on a
+flaky production link, without touching the code under test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from inboxops.config import ImapSettings, Secret
+from tests.conftest import require
+
+USER = "dmarc"
+PASSWORD = "imap-test-pw-Zq7"
+
+CONF = """\
+protocols = imap
+listen = 127.0.0.1
+base_dir = {tmp}/run
+state_dir = {tmp}/state
+log_path = {tmp}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = dovecot
+default_login_user = dovenull
+mail_location = maildir:{tmp}/mail/%u
+mail_uid = {uid}
+mail_gid = {gid}
+first_valid_uid = 1
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {tmp}/users
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={tmp}/mail/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+  chroot =
+}}
+service anvil {{
+  chroot =
+}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"dovecot did not listen on {port}")
+
+
+@dataclass
+class Dovecot:
+    tmp: Path
+    port: int
+    conf: Path
+
+    def start(self) -> None:
+        subprocess.run(["dovecot", "-c", str(self.conf)], check=True)
+        _wait_port(self.port)
+
+    def stop(self) -> None:
+        subprocess.run(["dovecot", "-c", str(self.conf), "stop"], check=False)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    time.sleep(0.1)
+            except OSError:
+                return
+
+    def settings(self, port: int | None = None, **overrides: object) -> ImapSettings:
+        values: dict[str, object] = {
+            "host": "127.0.0.1",
+            "port": port or self.port,
+            "user": USER,
+            "password": Secret(PASSWORD),
+            "security": "none",
+            "timeout": 10.0,
+        }
+        values.update(overrides)
+        return ImapSettings(**values)  # type: ignore[arg-type]
+
+    def env(self, port: int | None = None) -> dict[str, str]:
+        return {
+            "INBOXOPS_IMAP_HOST": "127.0.0.1",
+            "INBOXOPS_IMAP_PORT": str(port or self.port),
+            "INBOXOPS_IMAP_USER": USER,
+            "INBOXOPS_IMAP_PASSWORD": PASSWORD,
+            "INBOXOPS_IMAP_SECURITY": "none",
+        }
+
+    # -- mailbox helpers (a separate stdlib client: the test's own eyes) ----------------------
+
+    def client(self) -> imaplib.IMAP4:
+        conn = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
+        conn.login(USER, PASSWORD)
+        return conn
+
+    def append(self, message: bytes, *, flags: str = "", folder: str = "INBOX") -> None:
+        conn = self.client()
+        try:
+            conn.create(f'"{folder}"')
+            typ, _ = conn.append(f'"{folder}"', flags or None, None, message)
+            assert typ == "OK"
+        finally:
+            conn.logout()
+
+    def flags(self, folder: str = "INBOX") -> dict[str, set[str]]:
+        """Message-ID -> flags of every message in ``folder``."""
+        conn = self.client()
+        out: dict[str, set[str]] = {}
+        try:
+            typ, _ = conn.select(f'"{folder}"', readonly=True)
+            if typ != "OK":
+                return out
+            typ, data = conn.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+            for item in data:
+                if not isinstance(item, tuple):
+                    continue
+                meta, header = item
+                flags = imaplib.ParseFlags(meta)
+                message_id = header.decode().partition(":")[2].strip()
+                out[message_id] = {f.decode() for f in flags}
+        finally:
+            conn.logout()
+        return out
+
+    def reset(self) -> None:
+        conn = self.client()
+        try:
+            _typ, boxes = conn.list()
+            for line in boxes or []:
+                if not isinstance(line, bytes):
+                    continue
+                match = re.match(r'\(.*?\) (?:NIL|"[^"]*") (.*)$', line.decode())
+                assert match, line
+                name = match.group(1).strip('"')
+                if name.upper() == "INBOX":
+                    _, exists = conn.select("INBOX")
+                    if exists and exists[0] and int(exists[0]) > 0:
+                        conn.store("1:*", "+FLAGS", "(\\Deleted)")
+                        conn.expunge()
+                    conn.close()
+                else:
+                    conn.delete(f'"{name}"')
+        finally:
+            conn.logout()
+
+
+@pytest.fixture(scope="session")
+def dovecot_server() -> Iterator[Dovecot]:
+    require(shutil.which("dovecot") is not None, "dovecot is not installed (make services)")
+    require(os.geteuid() == 0, "the Dovecot test server needs root (mail_uid dovecot)")
+    # Not pytest's tmp_path: its parents are mode 0700 and Dovecot's auth process (user
+    # dovecot) must traverse to the passwd file.
+    tmp = Path(tempfile.mkdtemp(prefix="inboxops-dovecot-"))
+    entry = pwd.getpwnam("dovecot")
+    for sub in ("run", "state", "mail"):
+        (tmp / sub).mkdir()
+    (tmp / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}:::::\n")
+    port = _free_port()
+    conf = tmp / "dovecot.conf"
+    conf.write_text(CONF.format(tmp=tmp, uid=entry.pw_uid, gid=entry.pw_gid, port=port))
+    os.chown(tmp / "mail", entry.pw_uid, entry.pw_gid)
+    tmp.chmod(0o755)
+    server = Dovecot(tmp, port, conf)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def dovecot(dovecot_server: Dovecot) -> Dovecot:
+    """The session's Dovecot with an empty mailbox for this test."""
+    dovecot_server.reset()
+    return dovecot_server
+
+
+class CuttingProxy:
+    """Forwards 127.0.0.1:port to Dovecot; when armed, drops the connection on ``UID STORE``."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.cuts_left = 0
+        self.cuts = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        accept = threading.Thread(target=self._accept, daemon=True)
+        accept.start()
+        self._threads.append(accept)
+
+    def cut_on_store(self, times: int = 1) -> None:
+        with self._lock:
+            self.cuts_left = times
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._sockets += [client, upstream]
+            for src, dst, inspect in ((client, upstream, True), (upstream, client, False)):
+                t = threading.Thread(target=self._pump, args=(src, dst, inspect), daemon=True)
+                t.start()
+                self._threads.append(t)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, inspect: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if inspect and b"UID STORE" in data.upper():
+                    with self._lock:
+                        cut = self.cuts_left > 0
+                        if cut:
+                            self.cuts_left -= 1
+                            self.cuts += 1
+                    if cut:
+                        break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.listener.close()
+        with self._lock:
+            for s in self._sockets:
+                s.close()
+        for t in self._threads:
+            t.join(timeout=2)
+
+
+@pytest.fixture
+def imap_proxy(dovecot: Dovecot) -> Iterator[CuttingProxy]:
+    proxy = CuttingProxy(dovecot.port)
+    yield proxy
+    proxy.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import imaplib
 import logging
+import re
 import socket
 import ssl
 import time
@@ -26,6 +27,7 @@ from inboxops.errors import ImapError
 log = logging.getLogger(__name__)
 
 _DROPPED = (imaplib.IMAP4.abort, OSError, EOFError, socket.timeout)
+_LIST_DELIM = re.compile(rb'^\(.*?\) "(.)"')
 
 
 @dataclass
@@ -60,9 +62,13 @@ class _Session:
         self.imap = imap
         self.where = f"{imap.host}:{imap.effective_port}"
         self.conn = self._connect()
-        self.uidvalidity = self._select()
-        caps = {c.upper() for c in self._capabilities()}
-        self.can_move = "MOVE" in caps
+        try:
+            self.delimiter = self._delimiter()
+            self.uidvalidity = self._select()
+            self.can_move = "MOVE" in {c.upper() for c in self._capabilities()}
+        except BaseException:
+            _close(self.conn)
+            raise
 
     def _connect(self) -> imaplib.IMAP4:
         imap = self.imap
@@ -111,6 +117,21 @@ class _Session:
             ) from None
         return conn
 
+    def _delimiter(self) -> str:
+        """The server's hierarchy separator ("." on Maildir++ Dovecot, "/" on many others)."""
+        typ, data = self.conn.list('""', '""')
+        if typ == "OK" and data and isinstance(data[0], bytes):
+            match = _LIST_DELIM.match(data[0])
+            if match:
+                return match.group(1).decode()
+        return "/"
+
+    def mailbox(self, name: str) -> str:
+        """A configured folder path ("DMARC/Processed") in the server's own spelling."""
+        if self.delimiter and self.delimiter != "/":
+            name = name.replace("/", self.delimiter)
+        return _quote(name)
+
     def _capabilities(self) -> list[str]:
         typ, data = self.conn.capability()
         if typ != "OK" or not data or not data[0]:
@@ -119,7 +140,7 @@ class _Session:
         return (raw.decode() if isinstance(raw, bytes) else str(raw)).split()
 
     def _select(self) -> int | None:
-        typ, _ = self.conn.select(_quote(self.imap.folder))
+        typ, _ = self.conn.select(self.mailbox(self.imap.folder))
         if typ != "OK":
             raise ImapError(
                 f"IMAP folder {self.imap.folder!r} cannot be opened at {self.where}; "
@@ -152,7 +173,7 @@ class _Session:
             raise imaplib.IMAP4.abort(f"STORE {uid!r} failed")
 
     def archive(self, uid: str, folder: str) -> None:
-        mailbox = _quote(folder)
+        mailbox = self.mailbox(folder)
         if self.can_move:
             typ, _ = self.conn.uid("MOVE", uid, mailbox)
             if typ == "OK":

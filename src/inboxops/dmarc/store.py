@@ -332,13 +332,30 @@ class DatabaseSink:
             self._begin(conn)
             self._in_group = 0
 
-    def _guard(self, action: Callable[[Connection], T], on_conflict: T) -> T:
-        """Run ``action`` in a report transaction, mapping driver errors to ours."""
+    def _guard(
+        self,
+        action: Callable[[Connection], T],
+        on_conflict: T,
+        present: Callable[[Connection], bool],
+    ) -> T:
+        """Run ``action`` in a report transaction, mapping driver errors to ours.
+
+        A constraint violation means "another process stored it first" only if the row is
+        there now; anything else (a NOT NULL, a trigger, a check) is a storage failure, and
+        treating it as "known" would flag an IMAP message whose report was never stored.
+        """
         try:
             with self._tx() as conn:
                 return action(conn)
-        except self._integrity:
-            return on_conflict
+        except self._integrity as exc:
+            try:
+                with self._tx() as conn:
+                    stored = present(conn)
+            except self._errors:
+                stored = False
+            if stored:
+                return on_conflict
+            raise _storage_error(exc) from None
         except self._errors as exc:
             raise _storage_error(exc) from None
 
@@ -366,7 +383,10 @@ class DatabaseSink:
             )
             return result
 
-        result = self._guard(store, AggregateResult("known", meta))
+        def present(conn: Connection) -> bool:
+            return _Raw(conn).one(_FIND_SQL, (meta.org_name, meta.report_id)) is not None
+
+        result = self._guard(store, AggregateResult("known", meta), present)
         if result.outcome == "known":
             log.info("event=report_known org=%s report_id=%s", meta.org_name, meta.report_id)
         return result
@@ -427,7 +447,16 @@ class DatabaseSink:
             self._tls_children(conn, pk, report)
             return "new"
 
-        return self._guard(store, "known")
+        def present(conn: Connection) -> bool:
+            return _exists(
+                conn,
+                select(tls_reports.c.id).where(
+                    tls_reports.c.org_name == report.org_name,
+                    tls_reports.c.report_id == report.report_id,
+                ),
+            )
+
+        return self._guard(store, "known", present)
 
     @staticmethod
     def _tls_children(conn: Connection, pk: int, report: TlsReport) -> None:
@@ -481,7 +510,13 @@ class DatabaseSink:
             conn.execute(insert(failure_reports).values(source=source, stored_at=_now(), **values))
             return "new"
 
-        return self._guard(store, "known")
+        def present(conn: Connection) -> bool:
+            query = select(failure_reports.c.id).where(
+                failure_reports.c.fingerprint == report.fingerprint
+            )
+            return _exists(conn, query)
+
+        return self._guard(store, "known", present)
 
     # -- quarantine ---------------------------------------------------------------------------
 
@@ -504,7 +539,14 @@ class DatabaseSink:
                 )
             )
 
-        self._guard(store, None)
+        def present(conn: Connection) -> bool:
+            return _exists(conn, select(quarantine.c.id).where(quarantine.c.sha256 == digest))
+
+        self._guard(store, None, present)
+
+
+def _exists(conn: Connection, query: Any) -> bool:
+    return conn.execute(query).first() is not None
 
 
 def _storage_error(exc: Exception) -> StorageError:

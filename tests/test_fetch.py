@@ -1,0 +1,261 @@
+"""`dmarc fetch` on a real Dovecot: \\Seen only after commit, reconnects, kill -9, mixed mail."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, func, select, text
+
+from inboxops.cli import root
+from inboxops.config import Limits, Secret
+from inboxops.dmarc.fetch import fetch_reports
+from inboxops.dmarc.ingest import Ingestor
+from inboxops.dmarc.store import DatabaseSink, DryRunSink
+from inboxops.errors import ImapError, StorageError
+from inboxops.storage.db import open_database
+from inboxops.storage.models import dmarc_reports, failure_reports, quarantine, tls_reports
+from tests.helpers import aggregate_xml
+from tests.servers.dovecot import PASSWORD, CuttingProxy, Dovecot
+
+SEEN = "\\Seen"
+
+
+def report_mail(n: int, *, org: str = "google.com") -> bytes:
+    msg = EmailMessage()
+    msg["From"] = f"noreply-dmarc@{org}"
+    msg["To"] = "dmarc@example.com"
+    msg["Subject"] = f"Report domain: example.com Submitter: {org} Report-ID: r{n}"
+    msg["Message-ID"] = f"<report-{n}@{org}>"
+    msg.set_content("DMARC aggregate report attached.")
+    data = aggregate_xml(org=org, report_id=f"r{n}", rows=[(f"192.0.2.{n % 250 + 1}", 3, True)])
+    msg.add_attachment(
+        gzip.compress(data),
+        maintype="application",
+        subtype="gzip",
+        filename=f"{org}!example.com!1763856000!1763942399!r{n}.xml.gz",
+    )
+    return msg.as_bytes()
+
+
+def ordinary_mail(n: int) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "colleague@example.com"
+    msg["Subject"] = f"lunch {n}"
+    msg["Message-ID"] = f"<ordinary-{n}@example.com>"
+    msg.set_content("Shall we?")
+    return msg.as_bytes()
+
+
+def count(engine: Engine, table: object) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
+
+
+def ingestor(engine: Engine) -> Ingestor:
+    return Ingestor(DatabaseSink(engine), Limits())
+
+
+@pytest.fixture
+def engine(db_url: str) -> Engine:
+    return open_database(db_url)
+
+
+def test_unseen_by_default_all_on_request(dovecot: Dovecot, engine: Engine) -> None:
+    dovecot.append(report_mail(1))
+    dovecot.append(report_mail(2), flags=SEEN)
+    stats = fetch_reports(dovecot.settings(), ingestor(engine))
+    assert (stats.messages_seen, stats.ingest.reports_new) == (1, 1)
+    stats = fetch_reports(dovecot.settings(), ingestor(engine), all_messages=True)
+    assert (stats.messages_seen, stats.ingest.reports_new, stats.ingest.reports_known) == (2, 1, 1)
+    assert count(engine, dmarc_reports) == 2
+    engine.dispose()
+
+
+def test_corpus_mails_and_mixed_mailbox_with_archive(
+    dovecot: Dovecot, engine: Engine, corpus: Path
+) -> None:
+    mails = [
+        corpus / "aggregate/twilight.eml",
+        corpus / "aggregate/mimecast-weird-gzip.eml",
+        corpus / "failure/dmarc_ruf_report_linkedin.eml",
+        corpus / "smtp_tls/google.com_smtp_tls_report.eml",
+    ]
+    for path in mails:
+        dovecot.append(path.read_bytes())
+    dovecot.append(ordinary_mail(1))
+    dovecot.append(ordinary_mail(2))
+    settings = dovecot.settings(archive_folder="DMARC/Processed")
+    stats = fetch_reports(settings, ingestor(engine))
+    assert stats.messages_seen == 6
+    assert stats.messages_skipped_not_report == 2
+    assert (stats.messages_flagged, stats.messages_moved) == (4, 4)
+    assert stats.ingest.reports_new == 2
+    assert (stats.ingest.failure_reports_new, stats.ingest.tls_reports_new) == (1, 1)
+    inbox = dovecot.flags("INBOX")
+    assert set(inbox) == {"<ordinary-1@example.com>", "<ordinary-2@example.com>"}
+    assert all(SEEN not in flags for flags in inbox.values())  # ordinary mail untouched
+    archived = dovecot.flags("DMARC.Processed")  # Dovecot Maildir++ spells the path with "."
+    assert len(archived) == 4
+    assert all(SEEN in flags for flags in archived.values())
+    assert (count(engine, failure_reports), count(engine, tls_reports)) == (1, 1)
+    engine.dispose()
+
+
+def test_unparseable_report_is_quarantined_and_flagged(dovecot: Dovecot, engine: Engine) -> None:
+    msg = EmailMessage()
+    msg["Subject"] = "Report domain: example.com Submitter: broken.example"
+    msg["Message-ID"] = "<broken@example>"
+    msg.set_content("report")
+    msg.add_attachment(
+        b"\x1f\x8b\x08\x00" + b"\x00" * 40,
+        maintype="application",
+        subtype="gzip",
+        filename="broken.example!example.com!1763856000!1763942399.xml.gz",
+    )
+    dovecot.append(msg.as_bytes())
+    stats = fetch_reports(dovecot.settings(), ingestor(engine))
+    assert stats.ingest.quarantined == 1
+    assert SEEN in dovecot.flags()["<broken@example>"]  # not retried forever
+    assert count(engine, quarantine) == 1
+    assert fetch_reports(dovecot.settings(), ingestor(engine)).messages_seen == 0
+    engine.dispose()
+
+
+def test_seen_only_after_commit(dovecot: Dovecot, sqlite_url: str) -> None:
+    """A database that refuses the write leaves the message unseen; the rerun stores it once."""
+    engine = open_database(sqlite_url)
+    dovecot.append(report_mail(7))
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON dmarc_reports "
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        )
+    with pytest.raises(StorageError, match="disk full"):
+        fetch_reports(dovecot.settings(), ingestor(engine))
+    assert SEEN not in dovecot.flags()["<report-7@google.com>"]
+    with engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER refuse"))
+    stats = fetch_reports(dovecot.settings(), ingestor(engine))
+    assert (stats.ingest.reports_new, stats.messages_flagged) == (1, 1)
+    assert SEEN in dovecot.flags()["<report-7@google.com>"]
+    assert count(engine, dmarc_reports) == 1
+    engine.dispose()
+
+
+def test_drop_between_fetch_and_store_reconnects(
+    dovecot: Dovecot, imap_proxy: CuttingProxy, engine: Engine
+) -> None:
+    for n in range(5):
+        dovecot.append(report_mail(n))
+    imap_proxy.cut_on_store(times=2)
+    waits: list[float] = []
+    stats = fetch_reports(
+        dovecot.settings(port=imap_proxy.port), ingestor(engine), sleep=waits.append
+    )
+    assert imap_proxy.cuts == 2
+    assert stats.reconnects == 2
+    assert len(waits) == 2
+    assert count(engine, dmarc_reports) == 5
+    assert all(SEEN in f for f in dovecot.flags().values())
+    # the two messages whose STORE was cut were re-read and found known: no duplicates
+    assert stats.ingest.reports_new == 5
+    assert stats.ingest.reports_known == 2
+    rerun = fetch_reports(dovecot.settings(), ingestor(engine))
+    assert (rerun.messages_seen, rerun.ingest.reports_new) == (0, 0)
+    engine.dispose()
+
+
+def test_wrong_password_is_one_clear_line(dovecot: Dovecot) -> None:
+    settings = dovecot.settings(password=Secret("not-the-password-123"))
+    with pytest.raises(ImapError) as info:
+        fetch_reports(settings, Ingestor(DryRunSink()))
+    message = str(info.value)
+    assert "login failed for user dmarc" in message
+    assert "INBOXOPS_IMAP_PASSWORD" in message
+    assert "not-the-password-123" not in message
+    assert PASSWORD not in message
+
+
+def test_unreachable_server_and_missing_folder(dovecot: Dovecot) -> None:
+    with pytest.raises(ImapError, match="INBOXOPS_IMAP_HOST"):
+        fetch_reports(dovecot.settings(port=1, timeout=2.0), Ingestor(DryRunSink()))
+    with pytest.raises(ImapError, match="NoSuchFolder"):
+        fetch_reports(dovecot.settings(folder="NoSuchFolder"), Ingestor(DryRunSink()))
+
+
+def test_dry_run_changes_nothing(dovecot: Dovecot, sqlite_url: str) -> None:
+    dovecot.append(report_mail(1))
+    stats = fetch_reports(dovecot.settings(), Ingestor(DryRunSink()), dry_run=True)
+    assert (stats.messages_seen, stats.ingest.reports_new, stats.messages_flagged) == (1, 1, 0)
+    assert dovecot.flags() == {"<report-1@google.com>": set()}
+    result = CliRunner().invoke(
+        root, ["--db", sqlite_url, "dmarc", "fetch", "--dry-run", "--json"], env=dovecot.env()
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["reports_new"] == 1
+    assert payload["messages_flagged"] == 0
+    assert dovecot.flags() == {"<report-1@google.com>": set()}
+
+
+def test_cli_fetch_json_and_missing_settings(dovecot: Dovecot, sqlite_url: str) -> None:
+    dovecot.append(report_mail(1))
+    dovecot.append(ordinary_mail(1))
+    result = CliRunner().invoke(
+        root, ["--db", sqlite_url, "dmarc", "fetch", "--json"], env=dovecot.env()
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert (payload["reports_new"], payload["messages_skipped_not_report"]) == (1, 1)
+    assert {"reports_known", "records", "failed", "not_reports"} <= set(payload)
+    missing = CliRunner().invoke(root, ["--db", sqlite_url, "dmarc", "fetch"])
+    assert missing.exit_code == 2
+    assert "INBOXOPS_IMAP_HOST" in missing.output
+
+
+def test_kill_9_mid_run_then_rerun(dovecot: Dovecot, db_url: str, tmp_path: Path) -> None:
+    """SIGKILL a real `inboxops dmarc fetch` mid-run; the rerun completes without duplicates."""
+    total = 150
+    conn = dovecot.client()
+    try:
+        for n in range(total):
+            conn.append("INBOX", None, None, report_mail(n))
+    finally:
+        conn.logout()
+    env = {**os.environ, **dovecot.env(), "INBOXOPS_DB": db_url}
+    cmd = [sys.executable, "-m", "inboxops", "dmarc", "fetch"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        seen = sum(SEEN in f for f in dovecot.flags().values())
+        if seen >= 10:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    flagged_before = sum(SEEN in f for f in dovecot.flags().values())
+    assert 10 <= flagged_before < total, "the kill must land mid-run"
+    engine = open_database(db_url)
+    stored_before = count(engine, dmarc_reports)
+    assert stored_before >= flagged_before  # nothing flagged that was not stored
+
+    rerun = subprocess.run([*cmd, "--json"], env=env, capture_output=True, check=False)
+    assert rerun.returncode == 0, rerun.stderr.decode()[-500:]
+    assert count(engine, dmarc_reports) == total
+    with engine.connect() as c:
+        distinct = c.execute(select(func.count(func.distinct(dmarc_reports.c.report_id))))
+        assert distinct.scalar_one() == total
+    assert all(SEEN in f for f in dovecot.flags().values())
+    engine.dispose()

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from inboxops.config import Limits
-from inboxops.dmarc.parse import AggregateParser
+from inboxops.dmarc.model import FailureReport, TlsReport
+from inboxops.dmarc.parse import AggregateParser, ReportStream
 from inboxops.dmarc.store import Sink
 from inboxops.dmarc.unpack import NotAReport, Payload, Unpacker
 from inboxops.errors import ParseError, StorageError
@@ -145,39 +146,47 @@ class Ingestor:
             parser = AggregateParser(
                 payload.stream, source=payload.name, max_records=self.limits.max_records
             )
-            result = self.sink.aggregate(parser, payload.name)
-            if result.outcome == "new":
-                stats.reports_new += 1
-                stats.records += result.records
-                stats.records_dropped += result.dropped
-                stats.messages += result.messages
-            else:
-                stats.reports_known += 1
-            log.info(
-                "event=aggregate outcome=%s org=%s report_id=%s records=%d source=%s",
-                result.outcome,
-                result.meta.org_name,
-                result.meta.report_id,
-                result.records,
-                payload.name,
-            )
+            self._aggregate(stats, parser, payload.name)
         elif payload.kind == "json" and payload.stream is not None:
             from inboxops.dmarc.tlsrpt import parse_tls_report
 
             data = payload.stream.read(self.limits.max_decompressed_bytes + 1)
-            report = parse_tls_report(data, source=payload.name)
-            if self.sink.tls(report, payload.name) == "new":
-                stats.tls_reports_new += 1
-            else:
-                stats.tls_reports_known += 1
+            self._tls(stats, parse_tls_report(data, source=payload.name), payload.name)
         elif payload.kind == "failure" and payload.message is not None:
             from inboxops.dmarc.failure import parse_failure_report
 
-            failure = parse_failure_report(payload.message, source=payload.name)
-            if self.sink.failure(failure, payload.name) == "new":
-                stats.failure_reports_new += 1
-            else:
-                stats.failure_reports_known += 1
+            report = parse_failure_report(payload.message, source=payload.name)
+            self._failure(stats, report, payload.name)
+
+    def _aggregate(self, stats: IngestStats, parser: ReportStream, name: str) -> None:
+        result = self.sink.aggregate(parser, name)
+        if result.outcome == "new":
+            stats.reports_new += 1
+            stats.records += result.records
+            stats.records_dropped += result.dropped
+            stats.messages += result.messages
+        else:
+            stats.reports_known += 1
+        log.info(
+            "event=aggregate outcome=%s org=%s report_id=%s records=%d source=%s",
+            result.outcome,
+            result.meta.org_name,
+            result.meta.report_id,
+            result.records,
+            name,
+        )
+
+    def _tls(self, stats: IngestStats, report: TlsReport, name: str) -> None:
+        if self.sink.tls(report, name) == "new":
+            stats.tls_reports_new += 1
+        else:
+            stats.tls_reports_known += 1
+
+    def _failure(self, stats: IngestStats, report: FailureReport, name: str) -> None:
+        if self.sink.failure(report, name) == "new":
+            stats.failure_reports_new += 1
+        else:
+            stats.failure_reports_known += 1
 
     def _refuse(
         self,

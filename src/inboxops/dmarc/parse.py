@@ -21,7 +21,7 @@ import hashlib
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from lxml import etree
 
@@ -81,6 +81,20 @@ def _epoch(value: str) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class ReportStream(Protocol):
+    """What storage reads from a parsed aggregate report: metadata first, then records."""
+
+    @property
+    def dropped(self) -> int: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+    def read_meta(self) -> ReportMeta: ...
+
+    def records(self) -> Iterator[Record]: ...
 
 
 class _HashingReader:

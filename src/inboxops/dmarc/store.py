@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, String, Table, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from inboxops.dmarc.model import FailureReport, Record, ReportMeta, TlsReport
-from inboxops.dmarc.parse import AggregateParser
+from inboxops.dmarc.parse import ReportStream
 from inboxops.errors import StorageError
 from inboxops.storage.models import (
     dmarc_auth_results,
@@ -80,7 +80,7 @@ class DryRunReport:
 class Sink(Protocol):
     """Where parsed reports go: the database, or nowhere (dry run)."""
 
-    def aggregate(self, parser: AggregateParser, source: str) -> AggregateResult: ...
+    def aggregate(self, parser: ReportStream, source: str) -> AggregateResult: ...
 
     def tls(self, report: TlsReport, source: str) -> Outcome: ...
 
@@ -249,7 +249,8 @@ _REPORT_LENGTHS = {
 _FIND_SQL = "SELECT id FROM dmarc_reports WHERE org_name = ? AND report_id = ?"
 _INSERT_SQL = (
     f"INSERT INTO dmarc_reports ({', '.join(_REPORT_COLS)}) "
-    f"VALUES ({', '.join('?' for _ in _REPORT_COLS)}) RETURNING id"
+    f"VALUES ({', '.join('?' for _ in _REPORT_COLS)}) "
+    "ON CONFLICT (org_name, report_id) DO NOTHING RETURNING id"
 )
 _FINISH_SQL = (
     "UPDATE dmarc_reports SET errors = ?, record_count = ?, message_count = ?, "
@@ -361,14 +362,15 @@ class DatabaseSink:
 
     # -- aggregate ----------------------------------------------------------------------------
 
-    def aggregate(self, parser: AggregateParser, source: str) -> AggregateResult:
+    def aggregate(self, parser: ReportStream, source: str) -> AggregateResult:
         meta = parser.read_meta()
 
         def store(conn: Connection) -> AggregateResult:
             raw = _Raw(conn)
-            if raw.one(_FIND_SQL, (meta.org_name, meta.report_id)) is not None:
+            inserted = raw.one(_INSERT_SQL, _meta_values(raw, meta, source))
+            if inserted is None:  # the unique key exists: stored before, by us or a peer
                 return AggregateResult("known", meta)
-            pk = int(raw.one(_INSERT_SQL, _meta_values(raw, meta, source)))
+            pk = int(inserted)
             result = self._write_records(raw, pk, parser, meta)
             raw.run(
                 _FINISH_SQL,
@@ -393,7 +395,7 @@ class DatabaseSink:
 
     @staticmethod
     def _write_records(
-        writer: _Raw, pk: int, parser: AggregateParser, meta: ReportMeta
+        writer: _Raw, pk: int, parser: ReportStream, meta: ReportMeta
     ) -> AggregateResult:
         result = AggregateResult("new", meta)
         batch: list[Record] = []
@@ -561,7 +563,7 @@ class DryRunSink:
     def __init__(self) -> None:
         self.reports: list[DryRunReport] = []
 
-    def aggregate(self, parser: AggregateParser, source: str) -> AggregateResult:
+    def aggregate(self, parser: ReportStream, source: str) -> AggregateResult:
         meta = parser.read_meta()
         result = AggregateResult("new", meta)
         for record in parser.records():

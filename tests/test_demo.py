@@ -83,3 +83,15 @@ def test_inboxops_demo_end_to_end(tmp_path: Path) -> None:
     assert f"Own IP {BROKEN_OWN_IP}" in result.stdout
     assert f"Spoofing from {SPOOFER}" in result.stdout
     assert (tmp_path / "demo" / "inboxops-demo.db").exists()
+
+
+def test_large_report_has_no_unusable_records(tmp_path: Path) -> None:
+    """Every generated record must survive our own parser (IPv6 sources included)."""
+    from inboxops.dmarc.parse import AggregateParser
+
+    path = generate_large_report(tmp_path / "big.xml", records=70_000)
+    with path.open("rb") as fh:
+        parser = AggregateParser(fh)
+        parser.read_meta()
+        assert sum(1 for _ in parser.records()) == 70_000
+    assert parser.dropped == 0

@@ -200,7 +200,11 @@ def generate_reports(
 
 def _large_rows(rng: random.Random, records: int, domain: str) -> Iterator[Row]:
     for i in range(records):
-        ip = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}" if i % 7 else (f"2001:db8::{i:x}")
+        ip = (
+            f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+            if i % 7
+            else (f"2001:db8::{i >> 16:x}:{i & 0xFFFF:x}")
+        )
         ok = rng.random() < 0.9
         yield Row(
             ip,

@@ -51,16 +51,28 @@ class Run:
 
 
 def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, bytes]:
-    """(wall seconds, peak RSS MiB, exit code, stdout) of one child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})}
-    )
-    out = proc.stdout.read() if proc.stdout else b""
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return elapsed, usage.ru_maxrss / 1024, proc.returncode, out
+    """(wall seconds, peak RSS MiB, exit code, stdout) of one child process.
+
+    Peak RSS comes from GNU time, which forks from its own small image: a child forked
+    straight from this (possibly large) Python process would report the parent's pages as
+    its own peak.
+    """
+    gnu_time = shutil.which("time") or "/usr/bin/time"
+    if not Path(gnu_time).exists():
+        sys.exit("bench needs GNU time for peak RSS: apt-get install time")
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as stamp:
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [gnu_time, "-f", "%M", "-o", stamp.name, *cmd],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            check=False,
+        )
+        elapsed = time.perf_counter() - start
+        lines = [line for line in Path(stamp.name).read_text().splitlines() if line.strip()]
+    rss_kib = float(lines[-1]) if lines and lines[-1].strip().isdigit() else 0.0
+    return elapsed, rss_kib / 1024, proc.returncode, proc.stdout
 
 
 def ensure_parsedmarc() -> Path:

@@ -6,12 +6,20 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import inspect
+from sqlalchemy import Engine, create_engine, inspect, text
 
 from inboxops.cli import root
 from inboxops.errors import ConfigError, StorageError
-from inboxops.storage.db import HEAD, current_revision, make_engine, normalise_url, open_database
+from inboxops.storage.db import (
+    HEAD,
+    current_revision,
+    make_engine,
+    normalise_url,
+    open_database,
+    upgrade,
+)
 from inboxops.storage.models import metadata
+from tests.conftest import PG_ADMIN_URL
 
 
 def test_first_use_creates_schema_at_head(db_url: str) -> None:
@@ -24,16 +32,46 @@ def test_first_use_creates_schema_at_head(db_url: str) -> None:
         engine.dispose()
 
 
-def test_migration_matches_models(db_url: str) -> None:
-    """The Alembic revision builds exactly the tables and columns models.py declares."""
-    engine = open_database(db_url)
+def _shape(engine: Engine) -> dict[str, object]:
+    insp = inspect(engine)
+    shape: dict[str, object] = {}
+    for name in sorted(metadata.tables):
+        shape[name] = (
+            sorted((c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(name)),
+            sorted(insp.get_pk_constraint(name)["constrained_columns"]),
+            sorted((i["name"], tuple(i["column_names"])) for i in insp.get_indexes(name)),
+            sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(name)),
+            sorted(
+                (tuple(f["constrained_columns"]), f["referred_table"])
+                for f in insp.get_foreign_keys(name)
+            ),
+        )
+    return shape
+
+
+def test_migrations_and_fresh_create_build_the_same_schema(db_url: str, tmp_path: Path) -> None:
+    """Alembic's revisions (existing databases) and create_all (new ones) must agree exactly."""
+    migrated = make_engine(db_url)
+    upgrade(migrated)
+    fresh_url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    if db_url.startswith("postgresql"):
+        # a second schema on the same server: the search_path option names it
+        fresh_url = db_url.replace("search_path%3D", "search_path%3Dfresh_")
+        admin = create_engine(PG_ADMIN_URL)
+        schema = fresh_url.rsplit("search_path%3D", 1)[1]
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    fresh = open_database(fresh_url)
     try:
-        insp = inspect(engine)
-        for name, table in metadata.tables.items():
-            columns = {c["name"] for c in insp.get_columns(name)}
-            assert columns == {c.name for c in table.columns}, name
+        assert current_revision(fresh) == current_revision(migrated) == HEAD
+        assert _shape(fresh) == _shape(migrated)
     finally:
-        engine.dispose()
+        migrated.dispose()
+        fresh.dispose()
+        if db_url.startswith("postgresql"):
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
 
 
 def test_db_upgrade_command_is_idempotent(db_url: str) -> None:

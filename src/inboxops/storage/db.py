@@ -109,11 +109,38 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     return before, HEAD
 
 
+def create_fresh(engine: Engine) -> bool:
+    """Build the head schema in one step on an empty database, stamped at HEAD.
+
+    What Alembic's own docs recommend for new databases: replaying every migration (and
+    importing Alembic at all) is only needed for databases that already hold data. Returns
+    False, touching nothing, when the database is not empty.
+    """
+    from inboxops.storage.models import metadata
+
+    with engine.begin() as conn:
+        if inspect(conn).get_table_names():
+            return False
+        metadata.create_all(conn)
+        conn.execute(
+            text(
+                "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+            )
+        )
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": HEAD})
+    log.info("event=db_created revision=%s url=%s", HEAD, safe_url(str(engine.url)))
+    return True
+
+
 def open_database(url: str) -> Engine:
     """Engine for ``url`` with the schema at head: what every command that stores calls."""
     engine = make_engine(url)
     try:
-        if current_revision(engine) != HEAD:
+        revision = current_revision(engine)
+        if revision is None and create_fresh(engine):
+            return engine
+        if revision != HEAD:
             upgrade(engine)
     except OperationalError as exc:
         engine.dispose()

@@ -209,3 +209,35 @@ def test_quarantine_lists_and_exports_refused_input(db_url: str, tmp_path: Path)
     assert target.read_bytes() == bad.read_bytes()
     code, _ = run(["--db", db_url, "dmarc", "quarantine", "--export", "999", "--to", str(target)])
     assert code == 2
+
+
+def test_storage_failure_mid_import_leaves_no_partial_report(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A write refused half-way through a batch stops the run with exit 1; what the open group
+    had written is rolled back (no report without its records), and a rerun stores it all."""
+    from sqlalchemy import text
+
+    for n in range(5):
+        rows = [(f"192.0.2.{i}", 1, True) for i in range(1, 40)]
+        write_report(tmp_path / "r", f"{n}.xml", aggregate_xml(report_id=f"r{n}", rows=rows))
+    engine = open_database(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE INSERT ON dmarc_auth_results "
+                "WHEN NEW.report_pk >= 3 BEGIN SELECT RAISE(FAIL, 'disk I/O error'); END"
+            )
+        )
+    code, _ = run(["--db", sqlite_url, "dmarc", "import", str(tmp_path / "r")])
+    assert code == 1
+    reports, records, auth, _ = counts(sqlite_url)
+    assert records == 39 * reports
+    assert auth == 2 * 39 * reports
+    with engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER refuse"))
+    engine.dispose()
+    code, out = run(["--db", sqlite_url, "dmarc", "import", "--json", str(tmp_path / "r")])
+    assert code == 0
+    assert json.loads(out)["reports_new"] + reports == 5
+    assert counts(sqlite_url)[:3] == (5, 5 * 39, 10 * 39)

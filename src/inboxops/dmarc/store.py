@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain, islice
 from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, String, Table, insert, select
@@ -258,14 +259,39 @@ _FINISH_SQL = (
 )
 
 
+class _Resumed:
+    """A report stream whose first records were already read (to see if it is small)."""
+
+    def __init__(self, inner: ReportStream, head: list[Record], rest: Iterator[Record]) -> None:
+        self._inner = inner
+        self._head = head
+        self._rest = rest
+
+    @property
+    def dropped(self) -> int:
+        return self._inner.dropped
+
+    @property
+    def sha256(self) -> str:
+        return self._inner.sha256
+
+    def read_meta(self) -> ReportMeta:
+        return self._inner.read_meta()
+
+    def records(self) -> Iterator[Record]:
+        return chain(self._head, self._rest)
+
+
 class DatabaseSink:
     """Stores reports in the database behind ``engine``.
 
     Each report is atomic. Outside :meth:`session` each one is its own transaction, committed
     before the call returns (what IMAP needs: flag only what is committed). Inside a session,
-    used for file imports, each report is a SAVEPOINT and commits are grouped every
-    ``group_commit`` reports: on SQLite a commit costs more than parsing a small report.
-    A crash loses at most the uncommitted group, which a rerun stores; nothing is marked done.
+    used for file imports, commits are grouped every ``group_commit`` reports (on SQLite a
+    commit costs more than parsing a small report): a report small enough to be parsed whole
+    before the first write needs no protection, a larger one, streamed, gets a SAVEPOINT so a
+    bomb or truncation found half-way rolls back only that report. On any error the session
+    rolls back the open group, which a rerun stores again; nothing is marked done.
     """
 
     def __init__(self, engine: Engine, *, group_commit: int = 500) -> None:
@@ -280,7 +306,7 @@ class DatabaseSink:
 
     @contextmanager
     def session(self) -> Iterator[None]:
-        """Group the commits of many reports; commits what is done on exit, even on error."""
+        """Group the commits of many reports; an error rolls back only the open group."""
         if self._conn is not None:
             yield
             return
@@ -294,9 +320,8 @@ class DatabaseSink:
             yield
             conn.commit()
         except BaseException:
-            # Everything up to the last completed report is kept: each ended in RELEASE.
             with suppress(*self._errors):
-                conn.commit()
+                conn.rollback()
             raise
         finally:
             self._conn = None
@@ -311,22 +336,25 @@ class DatabaseSink:
             _Raw(conn).run("BEGIN", ())
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        """A transaction for one report: its own, or a savepoint inside the session."""
+    def _tx(self, *, savepoint: bool = True) -> Iterator[Connection]:
+        """A transaction for one report: its own, or (in a session) a savepoint or nothing."""
         if self._conn is None:
             with self.engine.begin() as conn:
                 yield conn
             return
         conn = self._conn
-        raw = _Raw(conn)
-        raw.run("SAVEPOINT inboxops_report", ())
-        try:
-            yield conn
-        except BaseException:
-            raw.run("ROLLBACK TO SAVEPOINT inboxops_report", ())
+        if savepoint:
+            raw = _Raw(conn)
+            raw.run("SAVEPOINT inboxops_report", ())
+            try:
+                yield conn
+            except BaseException:
+                raw.run("ROLLBACK TO SAVEPOINT inboxops_report", ())
+                raw.run("RELEASE SAVEPOINT inboxops_report", ())
+                raise
             raw.run("RELEASE SAVEPOINT inboxops_report", ())
-            raise
-        raw.run("RELEASE SAVEPOINT inboxops_report", ())
+        else:
+            yield conn
         self._in_group += 1
         if self._in_group >= self.group_commit:
             conn.commit()
@@ -338,6 +366,8 @@ class DatabaseSink:
         action: Callable[[Connection], T],
         on_conflict: T,
         present: Callable[[Connection], bool],
+        *,
+        savepoint: bool = True,
     ) -> T:
         """Run ``action`` in a report transaction, mapping driver errors to ours.
 
@@ -346,9 +376,12 @@ class DatabaseSink:
         treating it as "known" would flag an IMAP message whose report was never stored.
         """
         try:
-            with self._tx() as conn:
+            with self._tx(savepoint=savepoint) as conn:
                 return action(conn)
         except self._integrity as exc:
+            if self._conn is not None and not savepoint:
+                # Nothing was rolled back: a presence check would see our own partial rows.
+                raise _storage_error(exc) from None
             try:
                 with self._tx() as conn:
                     stored = present(conn)
@@ -364,6 +397,14 @@ class DatabaseSink:
 
     def aggregate(self, parser: ReportStream, source: str) -> AggregateResult:
         meta = parser.read_meta()
+        whole = False
+        if self._conn is not None:
+            # In a session, parse a small report completely before writing anything: a parse
+            # failure then never meets a half-written report, and no savepoint is needed.
+            records = parser.records()
+            head = list(islice(records, BATCH + 1))
+            whole = len(head) <= BATCH
+            parser = _Resumed(parser, head, records)
 
         def store(conn: Connection) -> AggregateResult:
             raw = _Raw(conn)
@@ -388,7 +429,7 @@ class DatabaseSink:
         def present(conn: Connection) -> bool:
             return _Raw(conn).one(_FIND_SQL, (meta.org_name, meta.report_id)) is not None
 
-        result = self._guard(store, AggregateResult("known", meta), present)
+        result = self._guard(store, AggregateResult("known", meta), present, savepoint=not whole)
         if result.outcome == "known":
             log.info("event=report_known org=%s report_id=%s", meta.org_name, meta.report_id)
         return result

@@ -6,6 +6,7 @@ set -euo pipefail
 
 need_apt=()
 command -v dovecot >/dev/null 2>&1 || need_apt+=(dovecot-imapd)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)  # self-signed certs for IMAPS tests
 
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -ne 0 ]]; then

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -258,4 +259,19 @@ def test_kill_9_mid_run_then_rerun(dovecot: Dovecot, db_url: str, tmp_path: Path
         distinct = c.execute(select(func.count(func.distinct(dmarc_reports.c.report_id))))
         assert distinct.scalar_one() == total
     assert all(SEEN in f for f in dovecot.flags().values())
+    engine.dispose()
+
+
+def test_implicit_tls_and_starttls(dovecot: Dovecot, engine: Engine) -> None:
+    """IMAPS and STARTTLS both carry the run; an unverifiable certificate is a clear error."""
+    dovecot.append(report_mail(1))
+    dovecot.append(report_mail(2))
+    imaps = dovecot.settings(port=dovecot.ssl_port, security="ssl", verify_tls=False)
+    with pytest.raises(ImapError, match="TLS with IMAP server") as info:
+        fetch_reports(replace(imaps, verify_tls=True), Ingestor(DryRunSink()))
+    assert "INBOXOPS_IMAP_SECURITY" in str(info.value)
+    assert fetch_reports(imaps, ingestor(engine), all_messages=True).ingest.reports_new == 2
+    starttls = dovecot.settings(security="starttls", verify_tls=False)
+    again = fetch_reports(starttls, ingestor(engine), all_messages=True)
+    assert (again.ingest.reports_known, again.ingest.reports_new) == (2, 0)
     engine.dispose()

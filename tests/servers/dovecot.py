@@ -37,7 +37,9 @@ listen = 127.0.0.1
 base_dir = {tmp}/run
 state_dir = {tmp}/state
 log_path = {tmp}/dovecot.log
-ssl = no
+ssl = yes
+ssl_cert = <{tmp}/cert.pem
+ssl_key = <{tmp}/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_internal_user = dovecot
@@ -59,7 +61,7 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    port = {ssl_port}
   }}
   chroot =
 }}
@@ -89,8 +91,9 @@ def _wait_port(port: int, timeout: float = 15.0) -> None:
 @dataclass
 class Dovecot:
     tmp: Path
-    port: int
+    port: int  # plain IMAP, STARTTLS offered
     conf: Path
+    ssl_port: int = 0  # implicit TLS (IMAPS), self-signed certificate
 
     def start(self) -> None:
         subprocess.run(["dovecot", "-c", str(self.conf)], check=True)
@@ -196,12 +199,37 @@ def dovecot_server() -> Iterator[Dovecot]:
     for sub in ("run", "state", "mail"):
         (tmp / sub).mkdir()
     (tmp / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}:::::\n")
-    port = _free_port()
+    require(shutil.which("openssl") is not None, "openssl is not installed (make services)")
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(tmp / "key.pem"),
+            "-out",
+            str(tmp / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port, ssl_port = _free_port(), _free_port()
     conf = tmp / "dovecot.conf"
-    conf.write_text(CONF.format(tmp=tmp, uid=entry.pw_uid, gid=entry.pw_gid, port=port))
+    conf.write_text(
+        CONF.format(tmp=tmp, uid=entry.pw_uid, gid=entry.pw_gid, port=port, ssl_port=ssl_port)
+    )
     os.chown(tmp / "mail", entry.pw_uid, entry.pw_gid)
     tmp.chmod(0o755)
-    server = Dovecot(tmp, port, conf)
+    server = Dovecot(tmp, port, conf, ssl_port)
     server.start()
     yield server
     server.stop()

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -131,19 +132,28 @@ class Webhook:
     bodies: list[dict[str, Any]] = field(default_factory=list)
 
 
+@contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """A threaded HTTP server on a free loopback port, shut down and joined afterwards."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
 @pytest.fixture
 def telegram_server() -> Iterator[TelegramDouble]:
     """A fresh Telegram double per test."""
     double = TelegramDouble(url="")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(double))
-    server.daemon_threads = True
-    double.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield double
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with _serving(_handler(double)) as port:
+        double.url = f"http://127.0.0.1:{port}"
+        yield double
 
 
 @pytest.fixture
@@ -162,12 +172,6 @@ def webhook_server() -> Iterator[Webhook]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    hook.url = f"127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield hook
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with _serving(Handler) as port:
+        hook.url = f"127.0.0.1:{port}"
+        yield hook

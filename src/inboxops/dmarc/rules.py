@@ -83,6 +83,10 @@ def _spoof_advice(policy: str | None) -> str:
     )
 
 
+def _alert(kind: str, s: IpStat, policy: str | None, advice: str) -> Alert:
+    return Alert(kind, s.ip, s.messages, s.failed, s.pass_rate, s.orgs, s.domains, policy, advice)
+
+
 def evaluate(stats: Iterable[IpStat], thresholds: AlertSettings) -> list[Alert]:
     """Alerts for the window's per-IP stats; an empty list means healthy."""
     own: list[Alert] = []
@@ -91,33 +95,9 @@ def evaluate(stats: Iterable[IpStat], thresholds: AlertSettings) -> list[Alert]:
         policy = strictest(s.policies)
         if s.own:
             if s.messages > 0 and s.pass_rate < thresholds.min_pass_rate:
-                own.append(
-                    Alert(
-                        OWN_IP_FAILING,
-                        s.ip,
-                        s.messages,
-                        s.failed,
-                        s.pass_rate,
-                        s.orgs,
-                        s.domains,
-                        policy,
-                        _own_advice(s),
-                    )
-                )
+                own.append(_alert(OWN_IP_FAILING, s, policy, _own_advice(s)))
         elif s.failed >= thresholds.spoof_min_failed:
-            spoof.append(
-                Alert(
-                    SPOOFING,
-                    s.ip,
-                    s.messages,
-                    s.failed,
-                    s.pass_rate,
-                    s.orgs,
-                    s.domains,
-                    policy,
-                    _spoof_advice(policy),
-                )
-            )
+            spoof.append(_alert(SPOOFING, s, policy, _spoof_advice(policy)))
     own.sort(key=lambda a: (a.pass_rate, a.ip))
     spoof.sort(key=lambda a: (-a.failed, a.ip))
     return own + spoof

@@ -228,7 +228,7 @@ def test_cli_fetch_json_and_missing_settings(dovecot: Dovecot, sqlite_url: str) 
 
 def test_kill_9_mid_run_then_rerun(dovecot: Dovecot, db_url: str, tmp_path: Path) -> None:
     """SIGKILL a real `inboxops dmarc fetch` mid-run; the rerun completes without duplicates."""
-    total = 150
+    total = 300
     conn = dovecot.client()
     try:
         for n in range(total):

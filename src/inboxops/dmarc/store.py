@@ -14,26 +14,35 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import chain, islice
 from typing import Any, Literal, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, String, Table, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from inboxops.dmarc.model import FailureReport, Record, ReportMeta, TlsReport
 from inboxops.dmarc.parse import ReportStream
+from inboxops.dmarc.rows import (
+    AUTH_COLS,
+    FIND_SQL,
+    FINISH_SQL,
+    INSERT_SQL,
+    RECORD_COLS,
+    Raw,
+    driver_errors,
+    meta_values,
+    now,
+    record_rows,
+)
 from inboxops.errors import StorageError
 from inboxops.storage.models import (
     dmarc_auth_results,
     dmarc_records,
-    dmarc_reports,
     failure_reports,
     quarantine,
     tls_failures,
@@ -48,9 +57,6 @@ MAX_QUARANTINE_RAW = 32 * 1024 * 1024  # keep raw bytes up to this size; larger:
 
 Outcome = Literal["new", "known"]
 T = TypeVar("T")
-
-_RECORD_COLS = [c.name for c in dmarc_records.columns]
-_AUTH_COLS = [c.name for c in dmarc_auth_results.columns]
 
 
 @dataclass
@@ -90,173 +96,6 @@ class Sink(Protocol):
     def quarantine(self, source: str, reason: str, raw: bytes | None, size: int) -> None: ...
 
     def session(self) -> AbstractContextManager[None]: ...
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _meta_values(raw: _Raw, meta: ReportMeta, source: str) -> list[Any]:
-    row = {
-        "org_name": meta.org_name,
-        "report_id": meta.report_id,
-        "email": meta.email,
-        "extra_contact_info": meta.extra_contact_info,
-        "begin_at": raw.dt(meta.begin),
-        "end_at": raw.dt(meta.end),
-        "version": meta.version,
-        "generator": meta.generator,
-        "domain": meta.domain,
-        "adkim": meta.adkim,
-        "aspf": meta.aspf,
-        "p": meta.p,
-        "sp": meta.sp,
-        "np": meta.np,
-        "pct": meta.pct,
-        "fo": meta.fo,
-        "testing": meta.testing,
-        "discovery_method": meta.discovery_method,
-        "errors": raw.json(list(meta.errors)),
-        "record_count": 0,
-        "message_count": 0,
-        "dropped_records": 0,
-        "source": source,
-        "sha256": "",
-        "stored_at": raw.dt(_now()),
-    }
-    return [_fit(c, row[c]) for c in _REPORT_COLS]
-
-
-def _fit(column: str, value: Any) -> Any:
-    """Cut text to its column's length: PostgreSQL refuses what SQLite would silently keep."""
-    limit = _REPORT_LENGTHS.get(column)
-    if limit and isinstance(value, str) and len(value) > limit:
-        return value[:limit]
-    return value
-
-
-def _record_rows(
-    report_pk: int, start: int, records: Sequence[Record], pg: bool
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    true, false = (True, False) if pg else (1, 0)
-    rec_rows: list[tuple[Any, ...]] = []
-    auth_rows: list[tuple[Any, ...]] = []
-    for i, r in enumerate(records, start):
-        reasons = json.dumps([list(x) for x in r.reasons]) if r.reasons else None
-        rec_rows.append(
-            (
-                report_pk,
-                i,
-                r.source_ip,
-                r.count,
-                r.disposition,
-                r.policy_dkim,
-                r.policy_spf,
-                r.header_from,
-                r.envelope_from,
-                r.envelope_to,
-                reasons,
-                true if r.dkim_aligned else false,
-                true if r.spf_aligned else false,
-                true if r.dkim_aligned or r.spf_aligned else false,
-            )
-        )
-        for j, a in enumerate(r.auth_results):
-            auth_rows.append(
-                (report_pk, i, j, a.method, a.domain, a.selector, a.result, a.scope, a.human_result)
-            )
-    return rec_rows, auth_rows
-
-
-class _Raw:
-    """The transaction's own DBAPI connection, for the per-report hot path.
-
-    Small reports are dominated by per-statement overhead, so the aggregate path skips
-    SQLAlchemy's statement machinery and speaks to the driver: qmark SQL and ``executemany`` on
-    SQLite, ``%s`` SQL and ``COPY`` on PostgreSQL. Values are adapted the way SQLAlchemy's own
-    types store them (naive-UTC text datetimes and JSON text on SQLite), so both paths read back
-    identically through the models.
-    """
-
-    def __init__(self, conn: Connection) -> None:
-        self.pg = conn.dialect.name == "postgresql"
-        self.raw: Any = conn.connection.dbapi_connection
-
-    def sql(self, text: str) -> str:
-        return text.replace("?", "%s") if self.pg else text
-
-    def dt(self, value: datetime | None) -> Any:
-        if value is None or self.pg:
-            return value
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-    def json(self, value: Any) -> Any:
-        if self.pg:
-            from psycopg.types.json import Json
-
-            return Json(value)
-        return json.dumps(value)
-
-    def one(self, text: str, params: Sequence[Any]) -> Any:
-        cur = self.raw.cursor()
-        try:
-            cur.execute(self.sql(text), params)
-            row = cur.fetchone()
-            return row[0] if row else None
-        finally:
-            cur.close()
-
-    def run(self, text: str, params: Sequence[Any]) -> None:
-        cur = self.raw.cursor()
-        try:
-            cur.execute(self.sql(text), params)
-        finally:
-            cur.close()
-
-    def write(self, table: Table, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        cols = ", ".join(f'"{c}"' for c in columns)
-        if self.pg:
-            with self.raw.cursor() as cur, cur.copy(f"COPY {table.name} ({cols}) FROM STDIN") as cp:
-                for row in rows:
-                    cp.write_row(row)
-            return
-        marks = ", ".join("?" for _ in columns)
-        cur = self.raw.cursor()
-        try:
-            cur.executemany(f"INSERT INTO {table.name} ({cols}) VALUES ({marks})", rows)
-        finally:
-            cur.close()
-
-
-def _driver_errors(pg: bool) -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
-    """(integrity errors, all errors) of the driver in use: the raw hot path raises the
-    driver's own exceptions, which SQLAlchemy does not wrap. psycopg is imported only for
-    PostgreSQL, so SQLite runs (and --dry-run) never need it."""
-    if not pg:
-        return (sqlite3.IntegrityError,), (sqlite3.Error,)
-    import psycopg
-
-    return (psycopg.IntegrityError,), (psycopg.Error,)
-
-
-_REPORT_COLS = [c.name for c in dmarc_reports.columns if c.name != "id"]
-_REPORT_LENGTHS = {
-    c.name: c.type.length
-    for c in dmarc_reports.columns
-    if isinstance(c.type, String) and c.type.length
-}
-_FIND_SQL = "SELECT id FROM dmarc_reports WHERE org_name = ? AND report_id = ?"
-_INSERT_SQL = (
-    f"INSERT INTO dmarc_reports ({', '.join(_REPORT_COLS)}) "
-    f"VALUES ({', '.join('?' for _ in _REPORT_COLS)}) "
-    "ON CONFLICT (org_name, report_id) DO NOTHING RETURNING id"
-)
-_FINISH_SQL = (
-    "UPDATE dmarc_reports SET errors = ?, record_count = ?, message_count = ?, "
-    "dropped_records = ?, sha256 = ? WHERE id = ?"
-)
 
 
 class _Resumed:
@@ -300,7 +139,7 @@ class DatabaseSink:
         self._conn: Connection | None = None
         self._in_group = 0
         pg = engine.dialect.name == "postgresql"
-        integrity, errors = _driver_errors(pg)
+        integrity, errors = driver_errors(pg)
         self._integrity: tuple[type[Exception], ...] = (IntegrityError, *integrity)
         self._errors: tuple[type[Exception], ...] = (SQLAlchemyError, *errors)
 
@@ -333,7 +172,7 @@ class DatabaseSink:
         if conn.dialect.name == "sqlite":
             # pysqlite opens transactions lazily; without an explicit BEGIN the first RELEASE
             # would end (commit) the whole transaction.
-            _Raw(conn).run("BEGIN", ())
+            Raw(conn).run("BEGIN", ())
 
     @contextmanager
     def _tx(self, *, savepoint: bool = True) -> Iterator[Connection]:
@@ -344,7 +183,7 @@ class DatabaseSink:
             return
         conn = self._conn
         if savepoint:
-            raw = _Raw(conn)
+            raw = Raw(conn)
             raw.run("SAVEPOINT inboxops_report", ())
             try:
                 yield conn
@@ -407,14 +246,14 @@ class DatabaseSink:
             parser = _Resumed(parser, head, records)
 
         def store(conn: Connection) -> AggregateResult:
-            raw = _Raw(conn)
-            inserted = raw.one(_INSERT_SQL, _meta_values(raw, meta, source))
+            raw = Raw(conn)
+            inserted = raw.one(INSERT_SQL, meta_values(raw, meta, source))
             if inserted is None:  # the unique key exists: stored before, by us or a peer
                 return AggregateResult("known", meta)
             pk = int(inserted)
             result = self._write_records(raw, pk, parser, meta)
             raw.run(
-                _FINISH_SQL,
+                FINISH_SQL,
                 (
                     raw.json(list(meta.errors)),
                     result.records,
@@ -427,7 +266,7 @@ class DatabaseSink:
             return result
 
         def present(conn: Connection) -> bool:
-            return _Raw(conn).one(_FIND_SQL, (meta.org_name, meta.report_id)) is not None
+            return Raw(conn).one(FIND_SQL, (meta.org_name, meta.report_id)) is not None
 
         result = self._guard(store, AggregateResult("known", meta), present, savepoint=not whole)
         if result.outcome == "known":
@@ -436,7 +275,7 @@ class DatabaseSink:
 
     @staticmethod
     def _write_records(
-        writer: _Raw, pk: int, parser: ReportStream, meta: ReportMeta
+        writer: Raw, pk: int, parser: ReportStream, meta: ReportMeta
     ) -> AggregateResult:
         result = AggregateResult("new", meta)
         batch: list[Record] = []
@@ -444,9 +283,9 @@ class DatabaseSink:
 
         def flush() -> None:
             nonlocal seq, batch
-            rec_rows, auth_rows = _record_rows(pk, seq, batch, writer.pg)
-            writer.write(dmarc_records, _RECORD_COLS, rec_rows)
-            writer.write(dmarc_auth_results, _AUTH_COLS, auth_rows)
+            rec_rows, auth_rows = record_rows(pk, seq, batch, writer.pg)
+            writer.write(dmarc_records, RECORD_COLS, rec_rows)
+            writer.write(dmarc_auth_results, AUTH_COLS, auth_rows)
             seq += len(batch)
             batch = []
 
@@ -483,7 +322,7 @@ class DatabaseSink:
                     end_at=report.end,
                     contact_info=report.contact_info,
                     source=source,
-                    stored_at=_now(),
+                    stored_at=now(),
                 )
                 .returning(tls_reports.c.id)
             ).scalar_one()
@@ -550,7 +389,7 @@ class DatabaseSink:
             ).first()
             if exists:
                 return "known"
-            conn.execute(insert(failure_reports).values(source=source, stored_at=_now(), **values))
+            conn.execute(insert(failure_reports).values(source=source, stored_at=now(), **values))
             return "new"
 
         def present(conn: Connection) -> bool:
@@ -578,7 +417,7 @@ class DatabaseSink:
                     reason=reason,
                     size=size,
                     raw=keep,
-                    stored_at=_now(),
+                    stored_at=now(),
                 )
             )
 

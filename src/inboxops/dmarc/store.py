@@ -1,8 +1,8 @@
 """Writes parsed reports: one transaction per report, idempotent by natural key.
 
-* Aggregate reports are keyed ``(org_name, report_id)``. A known key is detected as soon as the
-  metadata is parsed, so a re-import skips the records without reading them. Two processes racing
-  on the same report meet the unique constraint; the loser rolls back and counts it as known.
+* Aggregate reports are keyed ``(org_name, report_id)``: the report row is inserted with
+  ``ON CONFLICT DO NOTHING``, so one statement tells a new report from a known one, and two
+  processes racing on the same report cannot both store it.
 * Records go in batches through the driver directly (SQLite ``executemany``, PostgreSQL ``COPY``):
   the ORM's per-row overhead would cost most of the ingestion budget.
 * Nothing is committed until the last record of a report is stored; a crash, a bomb detected

@@ -241,3 +241,23 @@ def test_storage_failure_mid_import_leaves_no_partial_report(
     assert code == 0
     assert json.loads(out)["reports_new"] + reports == 5
     assert counts(sqlite_url)[:3] == (5, 5 * 39, 10 * 39)
+
+
+def test_tls_and_failure_views(db_url: str, corpus: Path) -> None:
+    run(["--db", db_url, "dmarc", "import", str(corpus / "smtp_tls"), str(corpus / "failure")])
+    since = ["--since", "2010-01-01"]
+    code, out = run(["--db", db_url, "dmarc", "tls", *since, "--json"])
+    assert code == 0
+    tls = {t["policy_domain"]: t for t in json.loads(out)}
+    company = tls["company-y.example"]
+    assert (company["successful"], company["failed"]) == (5326, 303)
+    assert company["failures"][0] == {"result_type": "starttls-not-supported", "sessions": 200}
+    assert company["reporters"] == ["Company-X"]
+    code, out = run(["--db", db_url, "dmarc", "failures", *since, "--json"])
+    assert code == 0
+    failures = json.loads(out)
+    assert len(failures) == 4  # the CRLF copy of the LinkedIn report is the same report
+    assert failures[0]["source_ip"] == "203.0.113.68"  # newest first (2025-04-07)
+    assert {f["reported_domain"] for f in failures} == {"example.com", "domain.de", "cardinal.com"}
+    code, out = run(["--db", db_url, "dmarc", "tls", "--domain", "nope.example", "--json"])
+    assert json.loads(out) == []

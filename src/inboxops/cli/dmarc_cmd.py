@@ -209,7 +209,7 @@ def fetch(
         raise click.exceptions.Exit(exit_code)
 
 
-def _window_options(func: Callable[..., None]) -> Callable[..., None]:
+def window_options(func: Callable[..., None]) -> Callable[..., None]:
     func = click.option(
         "--until", type=click.DateTime(), help="End of the window (UTC, default now)."
     )(func)
@@ -220,7 +220,7 @@ def _window_options(func: Callable[..., None]) -> Callable[..., None]:
     return func
 
 
-def _window(
+def resolve_window(
     app: AppContext, days: int | None, since: datetime | None, until: datetime | None
 ) -> Window:
     if days and (since or until):
@@ -231,7 +231,7 @@ def _window(
 
 
 @dmarc.command()
-@_window_options
+@window_options
 @click.option("--domain", help="Only reports about this domain (and its subdomains).")
 @click.option(
     "--by",
@@ -264,7 +264,7 @@ def summary(
     """
     from inboxops.dmarc import summary as queries
 
-    window = _window(app, days, since, until)
+    window = resolve_window(app, days, since, until)
     if by == "org":
         orgs = queries.org_stats(app.engine(), window, domain)
         if as_json:
@@ -351,7 +351,7 @@ def _print_alerts(app: AppContext, alerts: Sequence[Alert], sent_to: list[str]) 
 
 
 @dmarc.command()
-@_window_options
+@window_options
 @click.option("--dry-run", is_flag=True, help="Evaluate and print; send nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the alerts as a JSON list.")
 @pass_app
@@ -371,7 +371,7 @@ def alert(
       spoofing        a foreign IP with 20 or more failing messages as our domain
     Nothing is sent when all is healthy. Exit code 3 when there are alerts, 0 when healthy.
     """
-    run = _run_alerts(app, _window(app, days, since, until), dry_run=dry_run)
+    run = _run_alerts(app, resolve_window(app, days, since, until), dry_run=dry_run)
     if as_json:
         app.print_json([a.as_json() for a in run.alerts])
     elif run.alerts:
@@ -382,74 +382,6 @@ def alert(
         app.err_console.print(f"warning: {run.unsent_reason}", highlight=False)
     if run.alerts:
         raise click.exceptions.Exit(EXIT_PROBLEMS)
-
-
-@dmarc.command("quarantine")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option(
-    "--export",
-    "export_id",
-    type=int,
-    metavar="ID",
-    help="Write the raw bytes of entry ID to --to (for a closer look or a re-import).",
-)
-@click.option(
-    "--to",
-    "export_to",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Destination file for --export.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
-@pass_app
-def quarantine_cmd(
-    app: AppContext, limit: int, export_id: int | None, export_to: Path | None, as_json: bool
-) -> None:
-    """List refused inputs (newest first) with their reasons; export one for inspection.
-
-    \b
-    Examples:
-      inboxops dmarc quarantine
-      inboxops dmarc quarantine --export 12 --to suspicious.bin
-    """
-    from inboxops.dmarc import quarantine
-
-    if export_id is not None:
-        if export_to is None:
-            raise click.UsageError("--export needs --to FILE")
-        data = quarantine.raw_bytes(app.engine(), export_id)
-        if data is None:
-            raise ConfigError(
-                f"quarantine entry {export_id} has no stored bytes (unknown id, or too large "
-                "to keep); see `inboxops dmarc quarantine`"
-            )
-        export_to.write_bytes(data)
-        click.echo(f"wrote {len(data)} bytes to {export_to}")
-        return
-    items = quarantine.entries(app.engine(), limit)
-    if as_json:
-        app.print_json(
-            [
-                {
-                    "id": e.id,
-                    "source": e.source,
-                    "reason": e.reason,
-                    "size": e.size,
-                    "raw_kept": e.has_raw,
-                    "stored_at": e.stored_at.isoformat(),
-                }
-                for e in items
-            ]
-        )
-        return
-    if not items:
-        app.console.print("quarantine is empty")
-        return
-    table = Table(title="Quarantined inputs (newest first)")
-    for col in ("id", "stored", "source", "reason", "bytes"):
-        table.add_column(col, overflow="fold")
-    for e in items:
-        table.add_row(str(e.id), f"{e.stored_at:%Y-%m-%d %H:%M}", e.source, e.reason, str(e.size))
-    app.console.print(table)
 
 
 def print_alerts(console: Console, alerts: Sequence[Alert]) -> None:

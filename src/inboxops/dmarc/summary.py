@@ -1,4 +1,4 @@
-"""Read side of DMARC storage: per-IP and per-reporter pass rates over a time window.
+"""Read side of DMARC storage: pass rates per IP and reporter, TLS outcomes, failure reports.
 
 A report belongs to a window when its date range overlaps it, so a 97-hour report that began
 before ``since`` still counts. Aggregation runs in SQL (one GROUP BY); only the small result is
@@ -21,6 +21,7 @@ from inboxops.dmarc.model import IpStat
 from inboxops.errors import StorageError
 from inboxops.storage.models import dmarc_records as rec
 from inboxops.storage.models import dmarc_reports as rep
+from inboxops.storage.models import failure_reports, tls_failures, tls_policies, tls_reports
 
 
 @dataclass(frozen=True)
@@ -162,3 +163,126 @@ def window_from(
 
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class TlsStat:
+    """SMTP TLS outcome for one policy domain: did senders manage to deliver to us over TLS?"""
+
+    policy_domain: str
+    policy_type: str
+    successful: int
+    failed: int
+    reporters: tuple[str, ...]
+    failures: tuple[tuple[str, int], ...]  # (result-type, sessions), most first
+
+    @property
+    def failure_rate(self) -> float:
+        total = self.successful + self.failed
+        return self.failed / total if total else 0.0
+
+
+def tls_stats(engine: Engine, window: Window, domain: str | None = None) -> list[TlsStat]:
+    """Per policy domain: successful and failed TLS sessions, reporters, failure types."""
+    conds = [
+        tls_reports.c.begin_at < window.until,
+        func.coalesce(tls_reports.c.end_at, tls_reports.c.begin_at) >= window.since,
+    ]
+    if domain:
+        conds.append(tls_policies.c.policy_domain == domain.lower().strip("."))
+    joined = tls_policies.join(tls_reports, tls_reports.c.id == tls_policies.c.report_pk)
+    totals = (
+        select(
+            tls_policies.c.policy_domain,
+            tls_policies.c.policy_type,
+            func.sum(tls_policies.c.successful_sessions),
+            func.sum(tls_policies.c.failed_sessions),
+            tls_reports.c.org_name,
+        )
+        .select_from(joined)
+        .where(and_(*conds))
+        .group_by(tls_policies.c.policy_domain, tls_policies.c.policy_type, tls_reports.c.org_name)
+    )
+    kinds = (
+        select(
+            tls_policies.c.policy_domain,
+            tls_failures.c.result_type,
+            func.sum(tls_failures.c.failed_session_count),
+        )
+        .select_from(
+            joined.join(
+                tls_failures,
+                and_(
+                    tls_failures.c.report_pk == tls_policies.c.report_pk,
+                    tls_failures.c.policy_seq == tls_policies.c.seq,
+                ),
+            )
+        )
+        .where(and_(*conds))
+        .group_by(tls_policies.c.policy_domain, tls_failures.c.result_type)
+    )
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(totals).all()
+            kind_rows = conn.execute(kinds).all()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read SMTP TLS reports: {type(exc).__name__}") from None
+    acc: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    orgs: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for dom, ptype, ok, bad, org in rows:
+        acc[(dom, ptype)][0] += int(ok or 0)
+        acc[(dom, ptype)][1] += int(bad or 0)
+        orgs[(dom, ptype)].add(org)
+    by_domain: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for dom, result_type, n in kind_rows:
+        by_domain[dom].append((result_type, int(n or 0)))
+    out = [
+        TlsStat(
+            dom,
+            ptype,
+            ok,
+            bad,
+            tuple(sorted(orgs[(dom, ptype)])),
+            tuple(sorted(by_domain[dom], key=lambda kv: (-kv[1], kv[0]))),
+        )
+        for (dom, ptype), (ok, bad) in acc.items()
+    ]
+    out.sort(key=lambda t: (-t.failed, t.policy_domain))
+    return out
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    arrival_date: datetime | None
+    source_ip: str | None
+    reported_domain: str | None
+    auth_failure: str | None
+    original_mail_from: str | None
+    subject: str | None
+    reporter: str | None
+
+
+def failure_rows(engine: Engine, window: Window, limit: int = 50) -> list[FailureRow]:
+    """The newest failure (ruf) reports that arrived in the window."""
+    f = failure_reports.c
+    when = func.coalesce(f.arrival_date, f.stored_at)
+    query = (
+        select(
+            f.arrival_date,
+            f.source_ip,
+            f.reported_domain,
+            f.auth_failure,
+            f.original_mail_from,
+            f.subject,
+            f.reporter,
+        )
+        .where(when >= window.since, when < window.until)
+        .order_by(when.desc())
+        .limit(limit)
+    )
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read failure reports: {type(exc).__name__}") from None
+    return [FailureRow(*row) for row in rows]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -167,3 +169,63 @@ def test_alerts_outside_the_window_are_ignored(
         sqlite_url, telegram_server, "--since", "2026-01-01", "--until", "2026-02-01"
     )
     assert (code, json.loads(out)) == (0, [])
+
+
+def _alert_at(
+    db_url: str, telegram: TelegramDouble, now: datetime
+) -> tuple[int, list[dict[str, Any]]]:
+    env = {
+        "INBOXOPS_OWN_IPS": "192.0.2.0/28",
+        "INBOXOPS_TELEGRAM_BOT_TOKEN": telegram.token,
+        "INBOXOPS_TELEGRAM_CHAT_ID": "-100777",
+        "INBOXOPS_TELEGRAM_API_URL": telegram.url,
+    }
+    result = CliRunner().invoke(
+        root,
+        ["--db", db_url, "dmarc", "alert", "--json"],
+        env=env,
+        obj=AppContext(clock=lambda: now),
+    )
+    return result.exit_code, json.loads(result.stdout) if result.stdout.strip() else []
+
+
+def test_hourly_runs_repeat_an_alert_only_when_due(
+    db_url: str, tmp_path: Path, telegram_server: TelegramDouble
+) -> None:
+    """An unchanged spoofer is reported once, again after repeat_hours, and at once when its
+    failures double; every run still lists it (exit 3) for scripts."""
+    _seed(db_url, tmp_path, [("203.0.113.5", 30, False)])
+    code, alerts = _alert_at(db_url, telegram_server, NOW)
+    assert (code, len(telegram_server.messages)) == (3, 1)
+    assert alerts[0]["suppressed"] is False
+
+    code, alerts = _alert_at(db_url, telegram_server, NOW + timedelta(hours=1))
+    assert (code, len(telegram_server.messages)) == (3, 1)
+    assert alerts[0]["suppressed"] is True
+
+    write_report(
+        tmp_path / "more",
+        "b.xml",
+        aggregate_xml(report_id="b", rows=[("203.0.113.5", 40, False)]),
+    )
+    CliRunner().invoke(root, ["--db", db_url, "dmarc", "import", str(tmp_path / "more")])
+    code, alerts = _alert_at(db_url, telegram_server, NOW + timedelta(hours=2))
+    assert len(telegram_server.messages) == 2  # 70 failures: more than double the 30 sent
+    assert alerts[0]["failed"] == 70
+
+    _alert_at(db_url, telegram_server, NOW + timedelta(hours=3))
+    assert len(telegram_server.messages) == 2
+    _alert_at(db_url, telegram_server, NOW + timedelta(hours=27))
+    assert len(telegram_server.messages) == 3
+
+
+def test_failed_delivery_is_retried_next_run(
+    sqlite_url: str, tmp_path: Path, telegram_server: TelegramDouble
+) -> None:
+    _seed(sqlite_url, tmp_path, [("203.0.113.5", 30, False)])
+    telegram_server.fail_next("chat_not_found")
+    code, _ = _alert_at(sqlite_url, telegram_server, NOW)
+    assert code == 1
+    assert telegram_server.messages == []
+    code, _ = _alert_at(sqlite_url, telegram_server, NOW + timedelta(minutes=5))
+    assert (code, len(telegram_server.messages)) == (3, 1)

@@ -95,6 +95,7 @@ class AlertSettings:
     min_pass_rate: float = 0.95
     spoof_min_failed: int = 20
     window_days: int = 7
+    repeat_hours: int = 24  # an unchanged alert is sent again after this long
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,9 @@ def _from_file(doc: Mapping[str, Any], path: Path) -> Settings:
             alerts_t.get("spoof_min_failed", defaults_a.spoof_min_failed), int, "spoof_min_failed"
         ),
         window_days=_num(alerts_t.get("window_days", defaults_a.window_days), int, "window_days"),
+        repeat_hours=_num(
+            alerts_t.get("repeat_hours", defaults_a.repeat_hours), int, "repeat_hours"
+        ),
     )
     limits = Limits()
     known = {f for f in Limits.__dataclass_fields__}
@@ -293,6 +297,8 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError("[dmarc.alerts].min_pass_rate must be between 0 and 1, e.g. 0.95")
     if s.alerts.spoof_min_failed < 1:
         raise ConfigError("[dmarc.alerts].spoof_min_failed must be 1 or more, e.g. 20")
+    if s.alerts.repeat_hours < 0:
+        raise ConfigError("[dmarc.alerts].repeat_hours must be 0 (always repeat) or more")
     if s.alerts.window_days < 1:
         raise ConfigError("[dmarc.alerts].window_days must be 1 or more")
     if not s.telegram.api_url.startswith(("http://", "https://")):

@@ -191,7 +191,7 @@ def fetch(
         if run.alerts:
             exit_code = EXIT_PROBLEMS
             if not as_json:
-                _print_alerts(app, run.alerts, run.sent_to)
+                _print_alerts(app, run)
     if as_json:
         payload = result.as_json()
         if alert_payload is not None:
@@ -341,13 +341,19 @@ def summary(
 def _run_alerts(app: AppContext, window: Window, *, dry_run: bool) -> AlertRun:
     from inboxops.dmarc import alerting
 
-    return alerting.check(app.engine(), app.settings, window, dry_run=dry_run)
+    return alerting.check(app.engine(), app.settings, window, dry_run=dry_run, now=app.clock())
 
 
-def _print_alerts(app: AppContext, alerts: Sequence[Alert], sent_to: list[str]) -> None:
-    print_alerts(app.console, alerts)
-    if sent_to:
-        app.console.print(f"sent to: {', '.join(sent_to)}", highlight=False)
+def _print_alerts(app: AppContext, run: AlertRun) -> None:
+    print_alerts(app.console, run.alerts)
+    if run.sent_to:
+        app.console.print(f"sent to: {', '.join(run.sent_to)}", highlight=False)
+    if run.suppressed:
+        app.console.print(
+            f"{len(run.suppressed)} alert(s) already sent and not yet due again "
+            "([dmarc.alerts].repeat_hours)",
+            highlight=False,
+        )
 
 
 @dmarc.command()
@@ -373,9 +379,9 @@ def alert(
     """
     run = _run_alerts(app, resolve_window(app, days, since, until), dry_run=dry_run)
     if as_json:
-        app.print_json([a.as_json() for a in run.alerts])
+        app.print_json([a.as_json() | {"suppressed": a in run.suppressed} for a in run.alerts])
     elif run.alerts:
-        _print_alerts(app, run.alerts, run.sent_to)
+        _print_alerts(app, run)
     else:
         app.console.print(f"healthy: no DMARC alerts for {run.window.describe()}", highlight=False)
     if run.unsent_reason:

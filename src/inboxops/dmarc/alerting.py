@@ -1,18 +1,21 @@
 """One alert run: read the window's per-IP stats, judge them, notify if anything is wrong.
 
-Silent on healthy windows: nothing is sent when :func:`inboxops.dmarc.rules.evaluate` finds
-nothing, so the command can run from cron every hour without noise.
+Silent on healthy windows, and quiet about what was already said: an alert is sent when it is
+new, when ``repeat_hours`` have passed since it was last sent, or when its failures doubled
+(:func:`inboxops.dmarc.rules.due`). The state is written only after a channel accepted the
+message, so a failed delivery is retried on the next run.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
 from inboxops.config import Settings
-from inboxops.dmarc import rules, summary
+from inboxops.dmarc import alert_state, rules, summary
 from inboxops.dmarc.summary import Window
 
 log = logging.getLogger(__name__)
@@ -25,9 +28,17 @@ class AlertRun:
     sent_to: list[str] = field(default_factory=list)
     notified: bool = False
     unsent_reason: str = ""
+    suppressed: list[rules.Alert] = field(default_factory=list)  # already said, not yet due
 
 
-def check(engine: Engine, settings: Settings, window: Window, *, dry_run: bool) -> AlertRun:
+def check(
+    engine: Engine,
+    settings: Settings,
+    window: Window,
+    *,
+    dry_run: bool,
+    now: datetime | None = None,
+) -> AlertRun:
     """Evaluate the rules over ``window``; send to every configured channel unless ``dry_run``."""
     from inboxops.notify import channels_configured, send_alert
 
@@ -47,8 +58,17 @@ def check(engine: Engine, settings: Settings, window: Window, *, dry_run: bool) 
             "alerts printed only"
         )
         return run
-    title, body_html = rules.render(alerts, window=window.describe())
-    body_text = rules.render_text(alerts, window=window.describe())
+    now = now or window.until
+    previous = alert_state.load(engine)
+    repeat = timedelta(hours=settings.alerts.repeat_hours)
+    due = [a for a in alerts if rules.due(a, previous.get((a.kind, a.ip)), now, repeat)]
+    run.suppressed = [a for a in alerts if a not in due]
+    if not due:
+        log.info("event=alerts_suppressed alerts=%d", len(alerts))
+        return run
+    title, body_html = rules.render(due, window=window.describe())
+    body_text = rules.render_text(due, window=window.describe())
     run.sent_to = send_alert(settings, title, body_html, body_text)
+    alert_state.record(engine, due, now)
     run.notified = True
     return run

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from inboxops.config import AlertSettings
@@ -101,6 +102,27 @@ def evaluate(stats: Iterable[IpStat], thresholds: AlertSettings) -> list[Alert]:
     own.sort(key=lambda a: (a.pass_rate, a.ip))
     spoof.sort(key=lambda a: (-a.failed, a.ip))
     return own + spoof
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What an alert last told the operator."""
+
+    last_sent_at: datetime
+    last_failed: int
+
+
+def due(alert: Alert, previous: Sent | None, now: datetime, repeat: timedelta) -> bool:
+    """Send now? New alerts yes; known ones once ``repeat`` has passed or their failures doubled.
+
+    Cron runs ``dmarc fetch --alert`` every hour over a 7-day window: without this, one spoofer
+    would page the operator 168 times.
+    """
+    if previous is None:
+        return True
+    if now - previous.last_sent_at >= repeat:
+        return True
+    return alert.failed >= 2 * max(previous.last_failed, 1)
 
 
 def headline(a: Alert) -> str:

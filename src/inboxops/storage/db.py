@@ -20,7 +20,7 @@ from inboxops.errors import ConfigError, StorageError
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0001"
+HEAD = "0002"
 
 
 def normalise_url(url: str) -> str:

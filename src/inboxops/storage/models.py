@@ -200,3 +200,15 @@ quarantine = Table(
     Column("raw", LargeBinary),  # NULL when over the size we are willing to keep
     Column("stored_at", DateTime(timezone=True), nullable=False),
 )
+
+# What each alert last told the operator, so an hourly cron repeats an alert only when it is
+# due again (``[dmarc.alerts].repeat_hours``) or has grown, instead of every hour for a week.
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("ip", String(45), primary_key=True),
+    Column("first_sent_at", DateTime(timezone=True), nullable=False),
+    Column("last_sent_at", DateTime(timezone=True), nullable=False),
+    Column("last_failed", BigInteger, nullable=False),
+)

@@ -99,7 +99,9 @@ def _seed(db_url: str, tmp_path: Path, rows: list[tuple[str, int, bool]], p: str
     assert result.exit_code == 0, result.output
 
 
-def _alert(db_url: str, telegram: TelegramDouble, *extra: str) -> tuple[int, str]:
+def _alert(
+    db_url: str, telegram: TelegramDouble, *extra: str, now: datetime = NOW
+) -> tuple[int, str]:
     env = {
         "INBOXOPS_OWN_IPS": "192.0.2.0/28",
         "INBOXOPS_TELEGRAM_BOT_TOKEN": telegram.token,
@@ -110,7 +112,7 @@ def _alert(db_url: str, telegram: TelegramDouble, *extra: str) -> tuple[int, str
         root,
         ["--db", db_url, "dmarc", "alert", "--json", *extra],
         env=env,
-        obj=AppContext(clock=lambda: NOW),
+        obj=AppContext(clock=lambda: now),
     )
     return result.exit_code, result.stdout
 
@@ -174,19 +176,8 @@ def test_alerts_outside_the_window_are_ignored(
 def _alert_at(
     db_url: str, telegram: TelegramDouble, now: datetime
 ) -> tuple[int, list[dict[str, Any]]]:
-    env = {
-        "INBOXOPS_OWN_IPS": "192.0.2.0/28",
-        "INBOXOPS_TELEGRAM_BOT_TOKEN": telegram.token,
-        "INBOXOPS_TELEGRAM_CHAT_ID": "-100777",
-        "INBOXOPS_TELEGRAM_API_URL": telegram.url,
-    }
-    result = CliRunner().invoke(
-        root,
-        ["--db", db_url, "dmarc", "alert", "--json"],
-        env=env,
-        obj=AppContext(clock=lambda: now),
-    )
-    return result.exit_code, json.loads(result.stdout) if result.stdout.strip() else []
+    code, out = _alert(db_url, telegram, now=now)
+    return code, json.loads(out) if out.strip() else []
 
 
 def test_hourly_runs_repeat_an_alert_only_when_due(

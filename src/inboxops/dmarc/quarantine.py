@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import SQLAlchemyError
 
-from inboxops.errors import StorageError
+from inboxops.storage.db import read_rows
 from inboxops.storage.models import quarantine
 
 
@@ -34,21 +33,14 @@ def entries(engine: Engine, limit: int = 100) -> list[QuarantineEntry]:
         .order_by(q.id.desc())
         .limit(limit)
     )
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(query).all()
-    except SQLAlchemyError as exc:
-        raise StorageError(f"cannot read the quarantine: {type(exc).__name__}") from None
+    [rows] = read_rows(engine, query, what="the quarantine")
     return [QuarantineEntry(int(r[0]), r[1], r[2], int(r[3]), bool(r[4]), r[5]) for r in rows]
 
 
 def raw_bytes(engine: Engine, entry_id: int) -> bytes | None:
     """The stored bytes of one entry (None when it was too large to keep or does not exist)."""
-    try:
-        with engine.connect() as conn:
-            value = conn.execute(
-                select(quarantine.c.raw).where(quarantine.c.id == entry_id)
-            ).scalar_one_or_none()
-    except SQLAlchemyError as exc:
-        raise StorageError(f"cannot read the quarantine: {type(exc).__name__}") from None
+    [rows] = read_rows(
+        engine, select(quarantine.c.raw).where(quarantine.c.id == entry_id), what="the quarantine"
+    )
+    value = rows[0][0] if rows else None
     return bytes(value) if value is not None else None

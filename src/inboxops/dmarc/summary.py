@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, and_, case, func, or_, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from inboxops.config import IPNetwork
 from inboxops.dmarc.model import IpStat
-from inboxops.errors import StorageError
+from inboxops.storage.db import read_rows
 from inboxops.storage.models import dmarc_records as rec
 from inboxops.storage.models import dmarc_reports as rep
 from inboxops.storage.models import failure_reports, tls_failures, tls_policies, tls_reports
@@ -90,11 +89,7 @@ def ip_stats(
         .where(and_(*_filters(window, domain)))  # type: ignore[arg-type]
         .group_by(rec.c.source_ip, rep.c.org_name, rep.c.domain, rep.c.p)
     )
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(query).all()
-    except SQLAlchemyError as exc:
-        raise StorageError(f"cannot read DMARC records: {type(exc).__name__}") from None
+    [rows] = read_rows(engine, query, what="DMARC records")
     acc: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     orgs: dict[str, set[str]] = defaultdict(set)
     domains: dict[str, set[str]] = defaultdict(set)
@@ -139,11 +134,7 @@ def org_stats(engine: Engine, window: Window, domain: str | None = None) -> list
         .where(and_(*_filters(window, domain)))  # type: ignore[arg-type]
         .group_by(rep.c.org_name)
     )
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(query).all()
-    except SQLAlchemyError as exc:
-        raise StorageError(f"cannot read DMARC reports: {type(exc).__name__}") from None
+    [rows] = read_rows(engine, query, what="DMARC reports")
     out = [
         OrgStat(org, int(n), int(m or 0), int(ok or 0), int(ips or 0))
         for org, n, m, ok, ips in rows
@@ -221,12 +212,7 @@ def tls_stats(engine: Engine, window: Window, domain: str | None = None) -> list
         .where(and_(*conds))
         .group_by(tls_policies.c.policy_domain, tls_failures.c.result_type)
     )
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(totals).all()
-            kind_rows = conn.execute(kinds).all()
-    except SQLAlchemyError as exc:
-        raise StorageError(f"cannot read SMTP TLS reports: {type(exc).__name__}") from None
+    rows, kind_rows = read_rows(engine, totals, kinds, what="SMTP TLS reports")
     acc: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     orgs: dict[tuple[str, str], set[str]] = defaultdict(set)
     for dom, ptype, ok, bad, org in rows:
@@ -280,9 +266,5 @@ def failure_rows(engine: Engine, window: Window, limit: int = 50) -> list[Failur
         .order_by(when.desc())
         .limit(limit)
     )
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(query).all()
-    except SQLAlchemyError as exc:
-        raise StorageError(f"cannot read failure reports: {type(exc).__name__}") from None
+    [rows] = read_rows(engine, query, what="failure reports")
     return [FailureRow(*row) for row in rows]

@@ -156,3 +156,13 @@ def open_database(url: str) -> Engine:
             "run `inboxops db upgrade -v` for details"
         ) from exc
     return engine
+
+
+def read_rows(engine: Engine, *queries: Any, what: str) -> list[list[Any]]:
+    """Run read-only ``queries`` on one connection; a failure is one StorageError line naming
+    ``what`` was being read. The read side's single error path."""
+    try:
+        with engine.connect() as conn:
+            return [list(conn.execute(q).all()) for q in queries]
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read {what}: {type(exc).__name__}") from None

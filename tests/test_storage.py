@@ -110,3 +110,30 @@ def test_sqlite_parent_directory_is_created(tmp_path: Path) -> None:
     engine = open_database(f"sqlite:///{tmp_path / 'deep' / 'dir' / 'x.db'}")
     engine.dispose()
     assert (tmp_path / "deep" / "dir" / "x.db").exists()
+
+
+def test_concurrent_first_use_creates_the_schema_once(db_url: str) -> None:
+    """Two processes (here: threads with their own engines) opening the same empty database at
+    once: one creates the schema, the other waits and uses it."""
+    import threading
+
+    errors: list[BaseException] = []
+    engines: list[Engine] = []
+
+    def opener() -> None:
+        try:
+            engines.append(open_database(db_url))
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for e in engines:
+        e.dispose()
+    assert errors == []
+    engine = open_database(db_url)
+    assert current_revision(engine) == HEAD
+    engine.dispose()

@@ -8,10 +8,12 @@ shown with their password masked.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
@@ -44,10 +46,19 @@ def safe_url(url: str) -> str:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    # Switching a new file to WAL can report "locked" at once, without the busy handler, while
+    # another process does the same: retry briefly (only ever seen on a brand-new database).
+    for attempt in range(50):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError:
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
 
@@ -109,6 +120,21 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     return before, HEAD
 
 
+SCHEMA_LOCK = 0x1B0C5  # PostgreSQL advisory lock key: "inboxops schema"
+
+
+def schema_lock(conn: Connection) -> None:
+    """Serialise schema creation and migration between processes; released at transaction end.
+
+    PostgreSQL: an advisory lock. SQLite: take the write lock up front (BEGIN IMMEDIATE), so a
+    second process waits (busy_timeout) instead of failing on "table already exists".
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+    elif conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def create_fresh(engine: Engine) -> bool:
     """Build the head schema in one step on an empty database, stamped at HEAD.
 
@@ -119,8 +145,9 @@ def create_fresh(engine: Engine) -> bool:
     from inboxops.storage.models import metadata
 
     with engine.begin() as conn:
+        schema_lock(conn)
         if inspect(conn).get_table_names():
-            return False
+            return False  # another process got here first
         metadata.create_all(conn)
         conn.execute(
             text(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from alembic import context
 
+from inboxops.storage.db import schema_lock
 from inboxops.storage.models import metadata
 
 engine = context.config.attributes["engine"]
 
 with engine.begin() as connection:
+    schema_lock(connection)  # a second process waits, then finds the schema current
     context.configure(
         connection=connection,
         target_metadata=metadata,

@@ -275,3 +275,19 @@ def test_implicit_tls_and_starttls(dovecot: Dovecot, engine: Engine) -> None:
     again = fetch_reports(starttls, ingestor(engine), all_messages=True)
     assert (again.ingest.reports_known, again.ingest.reports_new) == (2, 0)
     engine.dispose()
+
+
+def test_mailbox_names_use_modified_utf7() -> None:
+    from inboxops.dmarc.fetch import utf7_mailbox
+
+    assert utf7_mailbox("INBOX") == "INBOX"
+    assert utf7_mailbox("A&B") == "A&-B"
+    assert utf7_mailbox("~peter/mail/台北/日本語") == "~peter/mail/&U,BTFw-/&ZeVnLIqe-"  # RFC 3501
+
+
+def test_non_ascii_archive_folder(dovecot: Dovecot, engine: Engine) -> None:
+    dovecot.append(report_mail(1))
+    stats = fetch_reports(dovecot.settings(archive_folder="Berichte/Geprüft"), ingestor(engine))
+    assert stats.messages_moved == 1
+    assert len(dovecot.flags("Berichte.Gepr&APw-ft")) == 1
+    engine.dispose()

@@ -220,3 +220,19 @@ def test_failed_delivery_is_retried_next_run(
     assert telegram_server.messages == []
     code, _ = _alert_at(sqlite_url, telegram_server, NOW + timedelta(minutes=5))
     assert (code, len(telegram_server.messages)) == (3, 1)
+
+
+def test_resolved_alert_sends_one_all_clear(
+    db_url: str, tmp_path: Path, telegram_server: TelegramDouble
+) -> None:
+    """Once a sent alert no longer holds (here: its reports left the 7-day window), one
+    "resolved" message goes out and the state is cleared; later healthy runs stay silent."""
+    _seed(db_url, tmp_path, [("203.0.113.5", 30, False)])
+    _alert_at(db_url, telegram_server, NOW)
+    assert len(telegram_server.messages) == 1
+    code, alerts = _alert_at(db_url, telegram_server, NOW + timedelta(days=9))
+    assert (code, alerts) == (0, [])
+    assert len(telegram_server.messages) == 2
+    assert "Resolved: 203.0.113.5" in telegram_server.messages[1]
+    _alert_at(db_url, telegram_server, NOW + timedelta(days=10))
+    assert len(telegram_server.messages) == 2

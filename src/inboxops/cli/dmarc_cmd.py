@@ -384,6 +384,11 @@ def alert(
         _print_alerts(app, run)
     else:
         app.console.print(f"healthy: no DMARC alerts for {run.window.describe()}", highlight=False)
+    if run.cleared and not as_json:
+        from inboxops.dmarc.rules import cleared_line
+
+        for kind, ip in run.cleared:
+            app.console.print(f"[green]{cleared_line(kind, ip)}[/] (sent)", highlight=False)
     if run.unsent_reason:
         app.err_console.print(f"warning: {run.unsent_reason}", highlight=False)
     if run.alerts:

@@ -54,3 +54,17 @@ def record(engine: Engine, alerts: Iterable[Alert], now: datetime) -> None:
                     )
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot record sent alerts: {type(exc).__name__}") from None
+
+
+def forget(engine: Engine, keys: Iterable[tuple[str, str]]) -> None:
+    """Drop the state of alerts whose all-clear was delivered."""
+    try:
+        with engine.begin() as conn:
+            for kind, ip in keys:
+                conn.execute(
+                    alert_state.delete().where(
+                        (alert_state.c.kind == kind) & (alert_state.c.ip == ip)
+                    )
+                )
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot update alert state: {type(exc).__name__}") from None

@@ -2,8 +2,9 @@
 
 Silent on healthy windows, and quiet about what was already said: an alert is sent when it is
 new, when ``repeat_hours`` have passed since it was last sent, or when its failures doubled
-(:func:`inboxops.dmarc.rules.due`). The state is written only after a channel accepted the
-message, so a failed delivery is retried on the next run.
+(:func:`inboxops.dmarc.rules.due`); an alert that was sent and no longer holds gets one
+"resolved" line. The state is written only after a channel accepted the message, so a failed
+delivery is retried on the next run.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class AlertRun:
     notified: bool = False
     unsent_reason: str = ""
     suppressed: list[rules.Alert] = field(default_factory=list)  # already said, not yet due
+    cleared: list[tuple[str, str]] = field(default_factory=list)  # (kind, ip) sent before, gone now
 
 
 def check(
@@ -48,10 +50,12 @@ def check(
         stats = [s for s in stats if not s.domains or wanted.intersection(s.domains)]
     alerts = rules.evaluate(stats, settings.alerts)
     run = AlertRun(window, alerts)
-    if not alerts or dry_run:
-        log.info("event=alert_check alerts=%d dry_run=%s", len(alerts), dry_run)
+    if dry_run:
+        log.info("event=alert_check alerts=%d dry_run=true", len(alerts))
         return run
     if not channels_configured(settings):
+        if not alerts:
+            return run
         log.warning("event=alerts_not_sent reason=no_channel alerts=%d", len(alerts))
         run.unsent_reason = (
             "no alert channel configured (INBOXOPS_TELEGRAM_* or INBOXOPS_NOTIFY_URLS); "
@@ -63,12 +67,16 @@ def check(
     repeat = timedelta(hours=settings.alerts.repeat_hours)
     due = [a for a in alerts if rules.due(a, previous.get((a.kind, a.ip)), now, repeat)]
     run.suppressed = [a for a in alerts if a not in due]
-    if not due:
-        log.info("event=alerts_suppressed alerts=%d", len(alerts))
+    current = {(a.kind, a.ip) for a in alerts}
+    run.cleared = sorted(key for key in previous if key not in current)
+    if not due and not run.cleared:
+        log.info("event=alert_check alerts=%d suppressed=%d", len(alerts), len(run.suppressed))
         return run
-    title, body_html = rules.render(due, window=window.describe())
-    body_text = rules.render_text(due, window=window.describe())
+    describe = window.describe()
+    title, body_html = rules.render(due, window=describe, cleared=run.cleared)
+    body_text = rules.render_text(due, window=describe, cleared=run.cleared)
     run.sent_to = send_alert(settings, title, body_html, body_text)
     alert_state.record(engine, due, now)
+    alert_state.forget(engine, run.cleared)
     run.notified = True
     return run

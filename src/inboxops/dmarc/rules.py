@@ -145,20 +145,42 @@ def _line(a: Alert) -> tuple[str, str]:
     return head, f"{reporters} {a.advice}"
 
 
-def render(alerts: Sequence[Alert], *, window: str) -> tuple[str, str]:
+def cleared_line(kind: str, ip: str) -> str:
+    """The all-clear for an alert that was sent and no longer holds."""
+    if kind == OWN_IP_FAILING:
+        return f"Resolved: own IP {ip} is back at or above the DMARC pass-rate floor"
+    return f"Resolved: {ip} no longer sends failing mail as your domain above the threshold"
+
+
+def _title(alerts: Sequence[Alert], cleared: Sequence[tuple[str, str]]) -> str:
+    parts = []
+    if alerts:
+        parts.append(f"{len(alerts)} DMARC alert{'s' if len(alerts) != 1 else ''}")
+    if cleared:
+        parts.append(f"{len(cleared)} resolved")
+    return "inboxops: " + ", ".join(parts)
+
+
+def render(
+    alerts: Sequence[Alert], *, window: str, cleared: Sequence[tuple[str, str]] = ()
+) -> tuple[str, str]:
     """(title, HTML body) for Telegram: every interpolated value escaped."""
-    title = f"inboxops: {len(alerts)} DMARC alert{'s' if len(alerts) != 1 else ''}"
+    title = _title(alerts, cleared)
     parts = [f"<b>{html.escape(title)}</b>", html.escape(window)]
     for a in alerts:
         head, detail = _line(a)
         parts.append(f"<b>{html.escape(head)}</b>\n{html.escape(detail)}")
+    parts.extend(html.escape(cleared_line(kind, ip)) for kind, ip in cleared)
     return title, "\n\n".join(parts)
 
 
-def render_text(alerts: Sequence[Alert], *, window: str) -> str:
+def render_text(
+    alerts: Sequence[Alert], *, window: str, cleared: Sequence[tuple[str, str]] = ()
+) -> str:
     """Plain-text body for channels without HTML (apprise)."""
     lines = [window]
     for a in alerts:
         head, detail = _line(a)
         lines.append(f"- {head}\n  {detail}")
+    lines.extend(f"- {cleared_line(kind, ip)}" for kind, ip in cleared)
     return "\n".join(lines)

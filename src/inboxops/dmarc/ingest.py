@@ -126,10 +126,9 @@ class Ingestor:
         try:
             for payload in self.unpacker.payloads(stream, source):
                 self._payload(stats, payload)
-        except NotAReport as exc:
+        except NotAReport:
             log.info("event=not_a_report source=%s", source)
             stats.not_reports += 1
-            del exc
         except ParseError as exc:
             self._refuse(stats, source, exc.reason if exc.source else str(exc), raw(), size, exc)
         except StorageError:

@@ -3,6 +3,7 @@
 # Dovecot (IMAP) comes from Debian's packages when we are root; PostgreSQL is expected to be
 # running on 127.0.0.1:5432 already (as on the CI machine).
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/usr/local/sbin"  # a CI job's PATH may lack sbin, where dovecot lives
 
 need_apt=()
 command -v dovecot >/dev/null 2>&1 || need_apt+=(dovecot-imapd)

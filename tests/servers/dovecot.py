@@ -28,6 +28,12 @@ import pytest
 from inboxops.config import ImapSettings, Secret
 from tests.conftest import require
 
+# sbin may be missing from a CI job's PATH; the Debian package installs to /usr/sbin
+DOVECOT = (
+    shutil.which("dovecot")
+    or shutil.which("dovecot", path="/usr/sbin:/usr/local/sbin")
+    or "dovecot"
+)
 USER = "dmarc"
 PASSWORD = "imap-test-pw-Zq7"
 
@@ -96,11 +102,11 @@ class Dovecot:
     ssl_port: int = 0  # implicit TLS (IMAPS), self-signed certificate
 
     def start(self) -> None:
-        subprocess.run(["dovecot", "-c", str(self.conf)], check=True)
+        subprocess.run([DOVECOT, "-c", str(self.conf)], check=True)
         _wait_port(self.port)
 
     def stop(self) -> None:
-        subprocess.run(["dovecot", "-c", str(self.conf), "stop"], check=False)
+        subprocess.run([DOVECOT, "-c", str(self.conf), "stop"], check=False)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -190,7 +196,7 @@ class Dovecot:
 
 @pytest.fixture(scope="session")
 def dovecot_server() -> Iterator[Dovecot]:
-    require(shutil.which("dovecot") is not None, "dovecot is not installed (make services)")
+    require(Path(DOVECOT).exists(), "dovecot is not installed (make services)")
     require(os.geteuid() == 0, "the Dovecot test server needs root (mail_uid dovecot)")
     # Not pytest's tmp_path: its parents are mode 0700 and Dovecot's auth process (user
     # dovecot) must traverse to the passwd file.

@@ -558,3 +558,25 @@ def test_exact_domain_aligns_in_strict_mode() -> None:
     (rec,) = parse_bytes(report(record(evaluated="", auth=auth), adkim="s").encode()).records
     assert rec.dkim_aligned
     assert not rec.spf_aligned
+
+
+@pytest.mark.parametrize(
+    ("begin", "expected"),
+    [
+        ("1700000000", datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
+        ("1700000000000", datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),  # milliseconds
+        ("1700000000.0", datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
+        ("2023-11-14T22:13:20Z", datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
+        ("soon", None),
+    ],
+)
+def test_date_range_spellings(begin: str, expected: datetime | None) -> None:
+    """Reporters send epoch seconds (the schema), milliseconds, floats or ISO dates."""
+    data = (
+        b"<feedback><report_metadata><org_name>o</org_name><report_id>r</report_id>"
+        b"<date_range><begin>" + begin.encode() + b"</begin><end>1700086399</end></date_range>"
+        b"</report_metadata><policy_published><domain>example.com</domain></policy_published>"
+        b"</feedback>"
+    )
+    parser = AggregateParser(io.BytesIO(data))
+    assert parser.read_meta().begin == expected

@@ -69,11 +69,18 @@ def _lower(el: Any) -> str | None:
     return value.lower() if value else None
 
 
+_MS_EPOCH = 10**11  # seconds past this are year 5138: the reporter sent milliseconds
+
+
 def _epoch(value: str) -> datetime | None:
+    """A report date: epoch seconds as the schema says, or milliseconds, or ISO 8601."""
     if not value:
         return None
     try:
-        return datetime.fromtimestamp(int(float(value)), UTC)
+        seconds = float(value)
+        if seconds > _MS_EPOCH:
+            seconds /= 1000
+        return datetime.fromtimestamp(int(seconds), UTC)
     except (ValueError, OverflowError, OSError):
         pass
     try:

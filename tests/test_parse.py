@@ -580,3 +580,24 @@ def test_date_range_spellings(begin: str, expected: datetime | None) -> None:
     )
     parser = AggregateParser(io.BytesIO(data))
     assert parser.read_meta().begin == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        ("192.0.2.1", "192.0.2.1"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),  # IPv4-mapped: the IPv4 sender
+        ("2001:DB8:0:0::1", "2001:db8::1"),  # RFC 5952 canonical form
+        ("[2001:db8::2]", "2001:db8::2"),
+    ],
+)
+def test_source_ip_canonical_forms(raw: str, stored: str) -> None:
+    data = (
+        b"<feedback><report_metadata><org_name>o</org_name><report_id>r</report_id>"
+        b"</report_metadata><policy_published><domain>example.com</domain></policy_published>"
+        b"<record><row><source_ip>" + raw.encode() + b"</source_ip><count>1</count></row>"
+        b"</record></feedback>"
+    )
+    parser = AggregateParser(io.BytesIO(data))
+    parser.read_meta()
+    assert [r.source_ip for r in parser.records()] == [stored]

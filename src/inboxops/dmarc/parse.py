@@ -459,9 +459,14 @@ def _ip(text: str) -> str | None:
     text = text.strip("[]")
     family = socket.AF_INET6 if ":" in text else socket.AF_INET
     try:
-        return socket.inet_ntop(family, socket.inet_pton(family, text))
+        canonical = socket.inet_ntop(family, socket.inet_pton(family, text))
     except (OSError, ValueError):
         return None
+    if canonical.startswith("::ffff:") and "." in canonical:
+        # IPv4-mapped (some MTAs report the socket's view): the IPv4 address is the sender,
+        # and only that form matches own_ips written as IPv4 CIDRs.
+        return canonical[7:]
+    return canonical
 
 
 def _reason(el: Any) -> tuple[str, str | None] | None:

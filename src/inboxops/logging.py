@@ -10,6 +10,10 @@ import logging
 import sys
 
 _FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
+# Libraries that log request URLs at DEBUG, and the URLs carry credentials: Telegram's bot
+# token is in its path, apprise logs Slack and Telegram webhook URLs whole. Never below WARNING,
+# whatever -v says or a host application sets on the root logger.
+_URL_LOGGERS = ("httpx", "httpcore", "apprise", "urllib3")
 
 
 def configure(verbosity: int = 0) -> None:
@@ -22,3 +26,9 @@ def configure(verbosity: int = 0) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
+    quiet_url_loggers()
+
+
+def quiet_url_loggers() -> None:
+    for name in _URL_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,15 @@ from inboxops.cli import root
 from inboxops.cli.context import AppContext
 from inboxops.config import AlertSettings
 from inboxops.dmarc.model import IpStat
-from inboxops.dmarc.rules import OWN_IP_FAILING, SPOOFING, evaluate, render, render_text
+from inboxops.dmarc.rules import (
+    OWN_IP_FAILING,
+    SPOOFING,
+    evaluate,
+    render,
+    render_text,
+    strictest,
+)
+from inboxops.notify import html_to_text
 from tests.helpers import NOW, aggregate_xml, write_report
 from tests.servers.telegram import TelegramDouble
 
@@ -39,9 +48,16 @@ def test_own_ip_at_exactly_95_percent_is_healthy() -> None:
 
 
 def test_own_ip_just_below_95_percent_alerts() -> None:
-    [alert] = evaluate([stat("192.0.2.10", 2000, 1899, own=True)], T)
-    assert (alert.kind, alert.ip, alert.failed) == (OWN_IP_FAILING, "192.0.2.10", 101)
-    assert "DKIM" in alert.advice
+    [alert] = evaluate([stat("192.0.2.10", 10_000, 9499, own=True)], T)
+    assert (alert.kind, alert.ip, alert.failed) == (OWN_IP_FAILING, "192.0.2.10", 501)
+    assert alert.as_json()["pass_rate"] == 0.9499
+    assert "5.0% of this IP's mail failed" in alert.advice
+    for check in ("DKIM", "SPF", "PTR", "forwarder"):
+        assert check in alert.advice
+
+
+def test_own_ip_without_messages_is_not_judged() -> None:
+    assert evaluate([stat("192.0.2.10", 0, 0, own=True)], T) == []
 
 
 def test_spoofing_boundary_is_20_failures() -> None:
@@ -59,14 +75,46 @@ def test_foreign_ip_passing_dmarc_is_not_spoofing() -> None:
     assert evaluate([stat("198.51.100.7", 5000, 4990, own=False)], T) == []
 
 
+def test_healthy_window_gives_no_alerts() -> None:
+    stats = [
+        stat("192.0.2.10", 1000, 1000, own=True),
+        stat("192.0.2.11", 20, 19, own=True),
+        stat("198.51.100.7", 300, 281, own=False),  # 19 failures
+        stat("203.0.113.5", 3, 0, own=False),
+    ]
+    assert evaluate(stats, T) == []
+    assert evaluate([], T) == []
+
+
 @pytest.mark.parametrize(
     ("policy", "phrase"),
-    [("reject", "already rejecting"), ("quarantine", "go to spam"), ("none", "being delivered")],
+    [
+        ("reject", "receivers are already rejecting these messages, no action needed"),
+        ("quarantine", "go to spam"),
+        ("none", "being delivered. Move toward p=quarantine"),
+    ],
 )
 def test_spoofing_advice_names_the_policy(policy: str, phrase: str) -> None:
     [alert] = evaluate([stat("203.0.113.5", 40, 0, own=False, policy=policy)], T)
     assert alert.policy == policy
+    assert f"p={policy}" in alert.advice
     assert phrase in alert.advice
+    assert "INBOXOPS_OWN_IPS" in alert.advice
+
+
+def test_strictest_published_policy_wins() -> None:
+    mixed = replace(stat("203.0.113.5", 40, 0, own=False), policies=("none", "REJECT", "x"))
+    [alert] = evaluate([mixed], T)
+    assert alert.policy == "reject"
+    assert strictest(["none", "quarantine"]) == "quarantine"
+    assert strictest(["bogus"]) is None
+
+
+def test_unknown_policy_advice_points_at_the_dmarc_record() -> None:
+    unknown = replace(stat("203.0.113.5", 40, 0, own=False), policies=())
+    [alert] = evaluate([unknown], T)
+    assert alert.policy is None
+    assert "_dmarc" in alert.advice
 
 
 def test_thresholds_are_configurable() -> None:
@@ -75,19 +123,59 @@ def test_thresholds_are_configurable() -> None:
     assert evaluate(stats, loose) == []
 
 
-def test_order_and_rendering_escape_html() -> None:
+def test_own_alerts_first_then_most_failures_first() -> None:
     stats = [
         stat("203.0.113.5", 30, 0, own=False),
+        stat("192.0.2.11", 100, 80, own=True),  # 20 failed
         stat("203.0.113.6", 90, 0, own=False),
-        IpStat("192.0.2.10", 10, 5, 5, True, ("<script>&",), ("example.com",), ("none",)),
+        stat("192.0.2.10", 10, 5, own=True),  # 5 failed
+        stat("192.0.2.12", 1000, 900, own=True),  # 100 failed
     ]
-    alerts = evaluate(stats, T)
-    assert [a.ip for a in alerts] == ["192.0.2.10", "203.0.113.6", "203.0.113.5"]
-    title, body = render(alerts, window="w")
-    assert title == "inboxops: 3 DMARC alerts"
+    assert [a.ip for a in evaluate(stats, T)] == [
+        "192.0.2.12",
+        "192.0.2.11",
+        "192.0.2.10",
+        "203.0.113.6",
+        "203.0.113.5",
+    ]
+
+
+def test_as_json_shape() -> None:
+    [alert] = evaluate([stat("203.0.113.5", 40, 0, own=False, policy="reject")], T)
+    assert alert.as_json() == {
+        "kind": "spoofing",
+        "ip": "203.0.113.5",
+        "messages": 40,
+        "failed": 40,
+        "pass_rate": 0.0,
+        "orgs": ["google.com"],
+        "domains": ["example.com"],
+        "policy": "reject",
+        "advice": alert.advice,
+    }
+
+
+def test_rendering_escapes_every_interpolated_value() -> None:
+    hostile = IpStat("192.0.2.10", 10, 5, 5, True, ("<script>&",), ("a<b>.example",), ("none",))
+    alerts = evaluate([stat("203.0.113.5", 30, 0, own=False), hostile], T)
+    title, body = render(alerts, window="last 7 days <UTC> & more")
+    assert title == "inboxops: 2 DMARC alerts"
+    assert body.startswith("<b>inboxops: 2 DMARC alerts</b>\n")
     assert "&lt;script&gt;&amp;" in body
+    assert "last 7 days &lt;UTC&gt; &amp; more" in body
     assert "<script>" not in body
-    assert "203.0.113.6" in render_text(alerts, window="w")
+    assert html_to_text(body).count("<script>&") == 1  # round-trips to the raw value
+    text = render_text(alerts, window="w")
+    assert "<script>&" in text  # plain text is not escaped
+    assert "Spoofing from 203.0.113.5" in text
+
+
+def test_render_of_nothing_has_a_sensible_title() -> None:
+    title, _ = render([], window="w")
+    assert title == "inboxops: no DMARC alerts"
+    title, body = render([], window="w", cleared=[(SPOOFING, "203.0.113.5")])
+    assert title == "inboxops: 1 resolved"
+    assert "Resolved: 203.0.113.5" in body
 
 
 # -- end to end: stored reports -> `inboxops dmarc alert` -> Telegram double -----------------

@@ -1,12 +1,20 @@
-"""``inboxops notify test``: prove the alert channels work before an alert depends on them."""
+"""``inboxops notify test``: prove the alert channels work before an alert depends on them.
+
+A wrong chat id or a revoked webhook is otherwise found out on the day a spoofer shows up; this
+command is the one-minute check to run after setting INBOXOPS_TELEGRAM_* or
+INBOXOPS_NOTIFY_URLS.
+"""
 
 from __future__ import annotations
 
 import click
 
 from inboxops.cli.context import AppContext
+from inboxops.errors import ConfigError
 
 pass_app = click.make_pass_decorator(AppContext)
+
+TEST_TITLE = "inboxops test alert"
 
 
 @click.group()
@@ -23,12 +31,18 @@ def test_cmd(app: AppContext, as_json: bool) -> None:
     Exit 0 when every channel accepted it, 1 when one failed (the message says which and why),
     2 when no channel is configured.
     """
-    from inboxops.notify import send_alert
+    from inboxops.notify import NO_CHANNEL, channels_configured, send_alert
     from inboxops.notify.telegram import escape_html
 
-    now = app.clock()
-    text = f"inboxops test alert, sent {now:%Y-%m-%d %H:%M} UTC: this channel works."
-    sent = send_alert(app.settings, "inboxops test alert", escape_html(text), text)
+    settings = app.settings
+    if not channels_configured(settings):
+        raise ConfigError(NO_CHANNEL)
+    sent_at = f"{app.clock():%Y-%m-%d %H:%M} UTC"
+    text = f"{TEST_TITLE}, sent {sent_at}: this channel works."
+    body_html = (
+        f"<b>{escape_html(TEST_TITLE)}</b>\nsent {escape_html(sent_at)}: this channel works."
+    )
+    sent = send_alert(settings, TEST_TITLE, body_html, text)
     if as_json:
         app.print_json({"sent": sent})
     else:

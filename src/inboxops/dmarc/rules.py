@@ -27,7 +27,13 @@ _STRICTNESS = {"reject": 3, "quarantine": 2, "none": 1}
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str
+    """One finding about one source IP; ``advice`` says what the operator should check.
+
+    ``policy`` is the strictest ``p=`` published for the domains the IP's mail claimed, because
+    that decides what receivers already do with it.
+    """
+
+    kind: str  # OWN_IP_FAILING | SPOOFING
     ip: str
     messages: int
     failed: int
@@ -52,8 +58,9 @@ class Alert:
 
 
 def strictest(policies: Iterable[str]) -> str | None:
-    ranked = sorted(policies, key=lambda p: -_STRICTNESS.get(p, 0))
-    return ranked[0] if ranked else None
+    """The strictest published ``p=`` (reject > quarantine > none); None if none is known."""
+    known = [p.strip().lower() for p in policies if p.strip().lower() in _STRICTNESS]
+    return max(known, key=_STRICTNESS.__getitem__) if known else None
 
 
 def _own_advice(stat: IpStat) -> str:
@@ -61,26 +68,36 @@ def _own_advice(stat: IpStat) -> str:
     return (
         f"{share:.1%} of this IP's mail failed DMARC. Check that every stream it sends is "
         "DKIM-signed with a d= domain aligned to the From domain (a rotated or missing selector "
-        "is the usual cause), that SPF for the envelope domain still includes this IP, and "
-        "whether a forwarder or mailing list relays part of it."
+        "is the usual cause), that SPF for the envelope domain still includes this IP, that its "
+        "PTR record resolves back to a name of yours, and whether part of this traffic reaches "
+        "receivers through a forwarder or mailing list."
     )
+
+
+_IF_YOURS = (
+    "If the IP is yours after all, DKIM-sign its mail, add it to SPF and to INBOXOPS_OWN_IPS."
+)
 
 
 def _spoof_advice(policy: str | None) -> str:
     if policy == "reject":
         return (
-            "Policy is p=reject: receivers are already rejecting these messages. No action "
-            "unless this IP is yours (then sign with DKIM, add it to SPF and to INBOXOPS_OWN_IPS)."
+            "Policy is p=reject: receivers are already rejecting these messages, no action "
+            f"needed. {_IF_YOURS}"
         )
     if policy == "quarantine":
         return (
             "Policy is p=quarantine: these messages go to spam. Move to p=reject once your own "
-            "streams pass; if the IP is yours, sign with DKIM, add it to SPF and to own_ips."
+            f"streams pass. {_IF_YOURS}"
+        )
+    if policy == "none":
+        return (
+            "Policy is p=none: these messages are being delivered. Move toward p=quarantine, "
+            f"then p=reject, once your own streams pass. {_IF_YOURS}"
         )
     return (
-        "Policy is p=none: these messages are being delivered. Move toward p=quarantine, then "
-        "p=reject, once your own streams pass; if the IP is yours, sign with DKIM and add it to "
-        "SPF and to own_ips."
+        "The reports name no policy: check your _dmarc TXT record; without p=quarantine or "
+        f"p=reject these messages are likely being delivered. {_IF_YOURS}"
     )
 
 
@@ -89,7 +106,13 @@ def _alert(kind: str, s: IpStat, policy: str | None, advice: str) -> Alert:
 
 
 def evaluate(stats: Iterable[IpStat], thresholds: AlertSettings) -> list[Alert]:
-    """Alerts for the window's per-IP stats; an empty list means healthy."""
+    """Alerts for the window's per-IP stats; an empty list means healthy.
+
+    Both thresholds are inclusive on the healthy side for own IPs and on the alerting side for
+    spoofers: an own IP exactly at ``min_pass_rate`` is fine, a foreign IP with exactly
+    ``spoof_min_failed`` failures alerts. An own IP is never called a spoofer, however badly it
+    fails: that is the own-IP rule's job, with advice that fits.
+    """
     own: list[Alert] = []
     spoof: list[Alert] = []
     for s in stats:
@@ -99,7 +122,8 @@ def evaluate(stats: Iterable[IpStat], thresholds: AlertSettings) -> list[Alert]:
                 own.append(_alert(OWN_IP_FAILING, s, policy, _own_advice(s)))
         elif s.failed >= thresholds.spoof_min_failed:
             spoof.append(_alert(SPOOFING, s, policy, _spoof_advice(policy)))
-    own.sort(key=lambda a: (a.pass_rate, a.ip))
+    # our own failures first (we can fix them), then the loudest sources
+    own.sort(key=lambda a: (-a.failed, a.ip))
     spoof.sort(key=lambda a: (-a.failed, a.ip))
     return own + spoof
 
@@ -125,24 +149,27 @@ def due(alert: Alert, previous: Sent | None, now: datetime, repeat: timedelta) -
     return alert.failed >= 2 * max(previous.last_failed, 1)
 
 
+def _reporters(a: Alert) -> str:
+    more = f" and {len(a.orgs) - 5} more" if len(a.orgs) > 5 else ""
+    return f"Reported by {', '.join(a.orgs[:5]) or 'no named organisation'}{more}."
+
+
 def headline(a: Alert) -> str:
     """One line: who, how bad, reported by whom."""
-    head, _ = _line(a)
-    more = f" and {len(a.orgs) - 5} more" if len(a.orgs) > 5 else ""
-    return f"{head}. Reported by {', '.join(a.orgs[:5])}{more}."
+    return f"{_head(a)}. {_reporters(a)}"
 
 
-def _line(a: Alert) -> tuple[str, str]:
+def _head(a: Alert) -> str:
     if a.kind == OWN_IP_FAILING:
-        head = f"Own IP {a.ip}: {a.pass_rate:.1%} DMARC pass ({a.failed} of {a.messages} failed)"
-    else:
-        head = (
-            f"Spoofing from {a.ip}: {a.failed} failing messages as "
-            f"{', '.join(a.domains) or 'your domain'} (p={a.policy or 'unknown'})"
-        )
-    more = f" and {len(a.orgs) - 5} more" if len(a.orgs) > 5 else ""
-    reporters = f"Reported by {', '.join(a.orgs[:5])}{more}."
-    return head, f"{reporters} {a.advice}"
+        return f"Own IP {a.ip}: {a.pass_rate:.1%} DMARC pass ({a.failed} of {a.messages} failed)"
+    return (
+        f"Spoofing from {a.ip}: {a.failed} failing messages as "
+        f"{', '.join(a.domains) or 'your domain'} (p={a.policy or 'unknown'})"
+    )
+
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=False)
 
 
 def cleared_line(kind: str, ip: str) -> str:
@@ -158,29 +185,31 @@ def _title(alerts: Sequence[Alert], cleared: Sequence[tuple[str, str]]) -> str:
         parts.append(f"{len(alerts)} DMARC alert{'s' if len(alerts) != 1 else ''}")
     if cleared:
         parts.append(f"{len(cleared)} resolved")
-    return "inboxops: " + ", ".join(parts)
+    return "inboxops: " + (", ".join(parts) or "no DMARC alerts")
 
 
 def render(
     alerts: Sequence[Alert], *, window: str, cleared: Sequence[tuple[str, str]] = ()
 ) -> tuple[str, str]:
-    """(title, HTML body) for Telegram: every interpolated value escaped."""
+    """(title, HTML body) for Telegram; every interpolated value is escaped.
+
+    IPs and domains are safe today, but ``orgs`` comes from whoever sent the report, so it is
+    treated as hostile like everything else.
+    """
     title = _title(alerts, cleared)
-    parts = [f"<b>{html.escape(title)}</b>", html.escape(window)]
+    parts = [f"<b>{_esc(title)}</b>\n{_esc(window)}"]
     for a in alerts:
-        head, detail = _line(a)
-        parts.append(f"<b>{html.escape(head)}</b>\n{html.escape(detail)}")
-    parts.extend(html.escape(cleared_line(kind, ip)) for kind, ip in cleared)
+        parts.append(f"<b>{_esc(_head(a))}</b>\n{_esc(_reporters(a))} {_esc(a.advice)}")
+    parts.extend(_esc(cleared_line(kind, ip)) for kind, ip in cleared)
     return title, "\n\n".join(parts)
 
 
 def render_text(
     alerts: Sequence[Alert], *, window: str, cleared: Sequence[tuple[str, str]] = ()
 ) -> str:
-    """Plain-text body for channels without HTML (apprise)."""
+    """Plain-text body for channels without HTML (apprise); the title travels separately."""
     lines = [window]
     for a in alerts:
-        head, detail = _line(a)
-        lines.append(f"- {head}\n  {detail}")
+        lines.append(f"- {_head(a)}\n  {_reporters(a)} {a.advice}")
     lines.extend(f"- {cleared_line(kind, ip)}" for kind, ip in cleared)
     return "\n".join(lines)

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import Engine, text
+
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
@@ -46,3 +48,42 @@ def write_report(directory: Path, name: str, data: bytes) -> Path:
     path = directory / name
     path.write_bytes(data)
     return path
+
+
+def refuse_writes_operationally(engine: Engine, table: str, when: str) -> None:
+    """Make the database fail operationally (not over a value) on inserts into ``table``:
+    PostgreSQL raises SQLSTATE 53100, the code of a full disk; SQLite calls a function that does
+    not exist, an OperationalError like a disk I/O error."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(
+                text(
+                    "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                    "RAISE EXCEPTION 'could not extend file: No space left on device' "
+                    "USING ERRCODE = 'disk_full'; END $$ LANGUAGE plpgsql"
+                )
+            )
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER refuse BEFORE INSERT ON {table} FOR EACH ROW "
+                    f"WHEN ({when}) EXECUTE FUNCTION refuse()"
+                )
+            )
+        else:
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER refuse BEFORE INSERT ON {table} WHEN {when} "
+                    "BEGIN SELECT disk_io_failed(); END"
+                )
+            )
+
+
+def allow_writes(engine: Engine, table: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"DROP TRIGGER refuse ON {table}"
+                if engine.dialect.name == "postgresql"
+                else "DROP TRIGGER refuse"
+            )
+        )

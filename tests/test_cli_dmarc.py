@@ -13,7 +13,13 @@ from inboxops.cli import root
 from inboxops.cli.context import AppContext
 from inboxops.storage.db import open_database
 from inboxops.storage.models import dmarc_auth_results, dmarc_records, dmarc_reports, quarantine
-from tests.helpers import NOW, aggregate_xml, write_report
+from tests.helpers import (
+    NOW,
+    aggregate_xml,
+    allow_writes,
+    refuse_writes_operationally,
+    write_report,
+)
 
 IMPORT_KEYS = {
     "reports_new",
@@ -59,17 +65,21 @@ def test_import_corpus_json_contract_and_idempotency(db_url: str, corpus: Path) 
     assert second["reports_new"] == 0
     assert second["tls_reports_new"] == 0
     assert second["failure_reports_new"] == 0
-    assert second["reports_known"] == first["reports_new"] + first["reports_known"]
+    assert second["reports_known"] == (
+        first["reports_new"] + first["reports_known"] + first["reports_replaced"]
+    )
+    assert second["reports_replaced"] == second["reports_conflicting"] == 0
     assert counts(db_url) == before
 
 
-def test_dry_run_writes_nothing_and_needs_no_driver(tmp_path: Path, corpus: Path) -> None:
-    """--dry-run parses with a database URL whose driver is not even installed."""
+def test_dry_run_writes_nothing_and_creates_no_database(tmp_path: Path, corpus: Path) -> None:
+    """--dry-run against a database that does not exist: parses, creates nothing, and counts
+    the four files of extract_report (one report three times, plus another) as it would."""
     target = tmp_path / "never.db"
     code, out = run(
         [
             "--db",
-            "mysql+nosuchdriver://u@h/db",
+            f"sqlite:///{target}",
             "dmarc",
             "import",
             "--dry-run",
@@ -80,7 +90,7 @@ def test_dry_run_writes_nothing_and_needs_no_driver(tmp_path: Path, corpus: Path
     payload = json.loads(out)
     assert code == 0
     assert payload["dry_run"] is True
-    assert payload["reports_new"] == 4  # the dry run has no memory of what is stored
+    assert (payload["reports_new"], payload["reports_known"]) == (2, 2)
     assert {r["org_name"] for r in payload["reports"]} == {"google.com", "fred.com"}
     assert not target.exists()
 
@@ -176,7 +186,7 @@ def test_config_show_masks_secrets(tmp_path: Path) -> None:
     for secret in ("imap-secret-1", "tg-secret-2", "db-secret-3", "apprise-secret-4"):
         assert secret not in out
     view = json.loads(out)
-    assert view["imap"]["password"] == "********"
+    assert view["dmarc"]["imap"]["password"] == "********"
 
 
 def test_init_writes_sample_and_refuses_overwrite(tmp_path: Path) -> None:
@@ -211,36 +221,30 @@ def test_quarantine_lists_and_exports_refused_input(db_url: str, tmp_path: Path)
     assert code == 2
 
 
-def test_storage_failure_mid_import_leaves_no_partial_report(
-    sqlite_url: str, tmp_path: Path
-) -> None:
-    """A write refused half-way through a batch stops the run with exit 1; what the open group
-    had written is rolled back (no report without its records), and a rerun stores it all."""
-    from sqlalchemy import text
-
+def test_storage_failure_mid_import_leaves_no_partial_report(db_url: str, tmp_path: Path) -> None:
+    """An operational failure half-way through a batch stops the run with exit 1; what the
+    open group had written is rolled back (no report without its records), and a rerun
+    stores it all."""
     for n in range(5):
         rows = [(f"192.0.2.{i}", 1, True) for i in range(1, 40)]
         write_report(tmp_path / "r", f"{n}.xml", aggregate_xml(report_id=f"r{n}", rows=rows))
-    engine = open_database(sqlite_url)
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "CREATE TRIGGER refuse BEFORE INSERT ON dmarc_auth_results "
-                "WHEN NEW.report_pk >= 3 BEGIN SELECT RAISE(FAIL, 'disk I/O error'); END"
-            )
-        )
-    code, _ = run(["--db", sqlite_url, "dmarc", "import", str(tmp_path / "r")])
+    engine = open_database(db_url)
+    refuse_writes_operationally(engine, "dmarc_auth_results", "NEW.report_pk >= 3")
+    code, out = run(["--db", db_url, "dmarc", "import", "--json", str(tmp_path / "r")])
     assert code == 1
-    reports, records, auth, _ = counts(sqlite_url)
+    assert (
+        "No space left" in json.loads(out)["error"] or "disk_io_failed" in json.loads(out)["error"]
+    )
+    reports, records, auth, quarantined = counts(db_url)
     assert records == 39 * reports
     assert auth == 2 * 39 * reports
-    with engine.begin() as conn:
-        conn.execute(text("DROP TRIGGER refuse"))
+    assert quarantined == 0  # an operational failure is not the input's fault
+    allow_writes(engine, "dmarc_auth_results")
     engine.dispose()
-    code, out = run(["--db", sqlite_url, "dmarc", "import", "--json", str(tmp_path / "r")])
+    code, out = run(["--db", db_url, "dmarc", "import", "--json", str(tmp_path / "r")])
     assert code == 0
     assert json.loads(out)["reports_new"] + reports == 5
-    assert counts(sqlite_url)[:3] == (5, 5 * 39, 10 * 39)
+    assert counts(db_url)[:3] == (5, 5 * 39, 10 * 39)
 
 
 def test_tls_and_failure_views(db_url: str, corpus: Path) -> None:

@@ -9,23 +9,25 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 
 from inboxops.cli import root
 from inboxops.config import Limits, Secret
+from inboxops.dmarc.dryrun import DryRunSink
 from inboxops.dmarc.fetch import fetch_reports
 from inboxops.dmarc.ingest import Ingestor
-from inboxops.dmarc.store import DatabaseSink, DryRunSink
+from inboxops.dmarc.store import DatabaseSink
 from inboxops.errors import ImapError, StorageError
 from inboxops.storage.db import open_database
 from inboxops.storage.models import dmarc_reports, failure_reports, quarantine, tls_reports
-from tests.helpers import aggregate_xml
+from tests.helpers import aggregate_xml, allow_writes, refuse_writes_operationally
 from tests.servers.dovecot import PASSWORD, CuttingProxy, Dovecot
 
 SEEN = "\\Seen"
@@ -67,8 +69,11 @@ def ingestor(engine: Engine) -> Ingestor:
 
 
 @pytest.fixture
-def engine(db_url: str) -> Engine:
-    return open_database(db_url)
+def engine(db_url: str) -> Iterator[Engine]:
+    """The database of one test; disposed even when the test fails (no leaked connection)."""
+    engine = open_database(db_url)
+    yield engine
+    engine.dispose()
 
 
 def test_unseen_by_default_all_on_request(dovecot: Dovecot, engine: Engine) -> None:
@@ -132,22 +137,16 @@ def test_unparseable_report_is_quarantined_and_flagged(dovecot: Dovecot, engine:
     engine.dispose()
 
 
-def test_seen_only_after_commit(dovecot: Dovecot, sqlite_url: str) -> None:
-    """A database that refuses the write leaves the message unseen; the rerun stores it once."""
-    engine = open_database(sqlite_url)
+def test_seen_only_after_commit(dovecot: Dovecot, db_url: str) -> None:
+    """A database that fails (a full disk) leaves the message unseen; the rerun stores it once."""
+    engine = open_database(db_url)
     dovecot.append(report_mail(7))
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "CREATE TRIGGER refuse BEFORE INSERT ON dmarc_reports "
-                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-            )
-        )
-    with pytest.raises(StorageError, match="disk full"):
+    refuse_writes_operationally(engine, "dmarc_reports", "true")
+    with pytest.raises(StorageError, match="No space left|disk_io_failed"):
         fetch_reports(dovecot.settings(), ingestor(engine))
     assert SEEN not in dovecot.flags()["<report-7@google.com>"]
-    with engine.begin() as conn:
-        conn.execute(text("DROP TRIGGER refuse"))
+    assert count(engine, quarantine) == 0
+    allow_writes(engine, "dmarc_reports")
     stats = fetch_reports(dovecot.settings(), ingestor(engine))
     assert (stats.ingest.reports_new, stats.messages_flagged) == (1, 1)
     assert SEEN in dovecot.flags()["<report-7@google.com>"]

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from inboxops.cli import root
-from inboxops.config import Secret, Settings
+from inboxops.config import NotifySettings, Secret, Settings
 from inboxops.errors import NotifyError
 from inboxops.notify import channels_configured, html_to_text, send_alert
 from inboxops.notify.apprise_channel import scheme, secret_fragments, send_apprise
@@ -329,7 +329,7 @@ def test_send_alert_reaches_telegram_and_apprise(
     settings = replace(
         Settings(),
         telegram=telegram_server.settings(),
-        notify_urls=(Secret(f"json://{webhook_server.url}/hook"),),
+        notify=NotifySettings(urls=(Secret(f"json://{webhook_server.url}/hook"),)),
     )
     assert channels_configured(settings) == ["telegram", "apprise"]
     assert send_alert(settings, "title", "<b>body</b>", "body") == ["telegram", "apprise"]
@@ -339,7 +339,9 @@ def test_send_alert_reaches_telegram_and_apprise(
 
 
 def test_apprise_gets_plain_text_when_no_text_body_is_given(webhook_server: Webhook) -> None:
-    settings = replace(Settings(), notify_urls=(Secret(f"json://{webhook_server.url}/h"),))
+    settings = replace(
+        Settings(), notify=NotifySettings(urls=(Secret(f"json://{webhook_server.url}/h"),))
+    )
     assert send_alert(settings, "t", "<b>550 &lt;a@b&gt;</b> &amp; more") == ["apprise"]
     assert webhook_server.bodies[0]["message"] == "550 <a@b> & more"
 
@@ -351,7 +353,7 @@ def test_one_failing_channel_does_not_silence_the_other(
     settings = replace(
         Settings(),
         telegram=telegram_server.settings(),
-        notify_urls=(Secret(f"json://{webhook_server.url}/hook"),),
+        notify=NotifySettings(urls=(Secret(f"json://{webhook_server.url}/hook"),)),
     )
     with pytest.raises(NotifyError) as info:
         send_alert(settings, "t", "b", "b")

@@ -501,8 +501,9 @@ def test_superscript_digit_count_is_dropped_not_a_crash() -> None:
     assert got.dropped == 1
 
 
-def test_zero_record_report_is_stored_with_zero_records(db_url: str, tmp_path: Path) -> None:
-    """A report without <record> is still a report: stored once, record_count 0."""
+def test_zero_record_report_is_refused_with_a_reason(db_url: str, tmp_path: Path) -> None:
+    """A report without a usable <record> says nothing: refused (quarantined), not stored as
+    an empty report that a summary would read as "no mail"."""
     path = tmp_path / "empty-report.xml"
     path.write_bytes(report("").encode())
     got = parse_file(path)
@@ -510,12 +511,12 @@ def test_zero_record_report_is_stored_with_zero_records(db_url: str, tmp_path: P
     engine = open_database(db_url)
     try:
         stats = Ingestor(DatabaseSink(engine)).ingest_paths([path])
-        assert (stats.reports_new, stats.records, stats.failed) == (1, 0, [])
+        assert (stats.reports_new, stats.records, stats.quarantined) == (0, 0, 1)
+        [failed] = stats.failed
+        assert "no usable record" in failed.reason
         with engine.connect() as conn:
-            row = conn.execute(select(dmarc_reports.c.org_name, dmarc_reports.c.record_count)).one()
-            n_records = conn.execute(select(func.count()).select_from(dmarc_records)).scalar()
-        assert tuple(row) == ("Exämple GmbH", 0)
-        assert n_records == 0
+            assert conn.execute(select(func.count()).select_from(dmarc_reports)).scalar() == 0
+            assert conn.execute(select(func.count()).select_from(dmarc_records)).scalar() == 0
     finally:
         engine.dispose()
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from inboxops.dmarc.failure import is_failure_report, parse_failure_report
 from inboxops.dmarc.tlsrpt import looks_like_tls_report, parse_tls_report
+from inboxops.dmarc.unpack import NotAReport
 from inboxops.errors import HostileInputError, ParseError
 
 
@@ -108,15 +109,23 @@ def test_tolerated_variants() -> None:
 @pytest.mark.parametrize(
     ("data", "error", "needle"),
     [
-        (b"{not json", ParseError, "line 1 column 2"),
-        (b"[1, 2]", ParseError, "not an object"),
+        # not a TLS report at all: NotAReport, and the file's name decides (test_ingest_names)
+        (b"{not json", NotAReport, "line 1 column 2"),
+        (b"[1, 2]", NotAReport, "RFC 8460"),
+        (b'{"name": "package.json", "version": "1.0"}', NotAReport, "RFC 8460"),
+        (b"\xff\xfe{}", NotAReport, "UTF-8"),
+        # a TLS report that cannot be used: refused
         (b'{"organization-name": "x"}', ParseError, "report-id"),
         (b'{"organization-name": "x", "report-id": "y", "policies": []}', ParseError, "no usable"),
         (b"[" * 100_000 + b"]" * 100_000, HostileInputError, "nested"),
-        (b"\xff\xfe{}", ParseError, "UTF-8"),
+        (
+            b'{"organization-name": "x", "report-id": "' + b"y" * 1025 + b'", "policies": []}',
+            ParseError,
+            "over 1024 characters",
+        ),
     ],
 )
-def test_refusals(data: bytes, error: type[ParseError], needle: str) -> None:
+def test_refusals(data: bytes, error: type[Exception], needle: str) -> None:
     with pytest.raises(error, match=needle) as info:
         parse_tls_report(data, source="t.json")
     assert "\n" not in str(info.value)
@@ -241,5 +250,5 @@ def test_mutated_failure_reports_raise_only_parse_error(name: str, cut: int, jun
 @settings(max_examples=200, deadline=None)
 @given(data=st.binary(max_size=400), prefix=st.sampled_from([b"", b"{", b'{"policies": [', b"["]))
 def test_random_json_raises_only_parse_error(data: bytes, prefix: bytes) -> None:
-    with contextlib.suppress(ParseError):
+    with contextlib.suppress(ParseError, NotAReport):
         parse_tls_report(prefix + data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,13 +13,14 @@ from inboxops.cli import root
 from inboxops.errors import ConfigError, StorageError
 from inboxops.storage.db import (
     HEAD,
+    NoDatabase,
     current_revision,
     make_engine,
-    normalise_url,
     open_database,
     upgrade,
 )
 from inboxops.storage.models import metadata
+from inboxops.storage.url import parse_database_url
 from tests.conftest import PG_ADMIN_URL
 
 
@@ -86,13 +88,88 @@ def test_db_upgrade_command_is_idempotent(db_url: str) -> None:
     assert "up to date" in status.output
 
 
-def test_url_spellings() -> None:
-    assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
-    assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
-    assert normalise_url("/tmp/x.db") == "sqlite:////tmp/x.db"
+def test_url_spellings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each spelling has one documented meaning (docs/db.md)."""
+    monkeypatch.chdir(tmp_path)
+    pg = "postgresql+psycopg://u@h/db"
+    assert parse_database_url("postgres://u@h/db").url.render_as_string() == pg
+    assert parse_database_url("postgresql://u@h/db").url.render_as_string() == pg
+    assert parse_database_url(pg).url.render_as_string() == pg
+    assert parse_database_url("/tmp/x.db").sqlite_path == Path("/tmp/x.db")
+    assert parse_database_url("x.db").sqlite_path == Path("x.db")
+    assert parse_database_url("sqlite:///x.db").sqlite_path == Path("x.db")
+    assert parse_database_url("sqlite:////tmp/x.db").sqlite_path == Path("/tmp/x.db")
+    ssl = parse_database_url("postgresql://u@h/db?sslmode=require").url
+    assert ssl.query == {"sslmode": "require"}
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("mysql://u@h/db", "scheme 'mysql' is not supported"),
+        ("http://example.com/db", "scheme 'http' is not supported"),
+        ("sqlite://", "in-memory"),
+        ("sqlite:///:memory:", "in-memory"),
+        ("sqlite://relative.db", "write sqlite:///relative.db"),
+        ("sqlite:relative.db", "did you mean sqlite:///relative.db"),
+        ("postgresql+psycopg2://u@h/db", "psycopg2"),
+        ("postgresql://u@h", "names no database"),
+        ("sqlite:////nonexistent-dir/x.db", "directory /nonexistent-dir does not exist"),
+    ],
+)
+def test_unsupported_urls_are_config_errors_through_the_cli(
+    url: str, needle: str, tmp_path: Path
+) -> None:
+    """Exit 2 with one line saying what to write instead; nothing created anywhere."""
+    result = CliRunner().invoke(root, ["--db", url, "dmarc", "import", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip()
+    assert line.startswith("Error: ")
+    assert "\n" not in line
+    assert needle in line
+    assert "inboxops[postgres]" not in line
+    assert not Path("/nonexistent-dir").exists()
+
+
+def test_empty_db_flag_is_a_usage_error() -> None:
+    result = CliRunner().invoke(root, ["--db", "", "db", "status"])
+    assert result.exit_code == 2
+    assert "--db" in result.stderr
+    assert "is empty" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["db", "status"],
+        ["db", "upgrade"],
+        ["dmarc", "summary"],
+        ["dmarc", "summary", "--by", "org"],
+        ["dmarc", "import", "."],
+    ],
+)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://inboxops:s3cr3tpw@127.0.0.1:1/nope",
+        "postgresql://postgres@127.0.0.1:5432/test?sslmode=bogus",
+    ],
+)
+def test_database_errors_are_one_line_exit_1(url: str, args: list[str], tmp_path: Path) -> None:
+    """Unreachable server, bad libpq option: one line, exit 1, no traceback, no password."""
+    if args[-1] == ".":
+        args = [*args[:-1], str(tmp_path)]
+    result = CliRunner().invoke(root, ["--db", url, *args])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    assert "s3cr3tpw" not in result.output
+    assert "Traceback" not in result.output
 
 
 def test_unreachable_database_is_one_line_without_password() -> None:
+
     with pytest.raises(StorageError) as info:
         open_database("postgresql://inboxops:s3cr3tpw@127.0.0.1:1/nope")
     message = str(info.value)
@@ -101,15 +178,50 @@ def test_unreachable_database_is_one_line_without_password() -> None:
     assert "INBOXOPS_DB" in message
 
 
-def test_unknown_driver_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="driver"):
-        make_engine("mysql+nosuchdriver://u@h/db")
+def test_read_only_commands_create_nothing(tmp_path: Path) -> None:
+    """`db status` and the views on a database that does not exist: no file appears."""
+    target = tmp_path / "nothing-here.db"
+    runner = CliRunner()
+    status = runner.invoke(root, ["--db", str(target), "db", "status", "--json"])
+    assert status.exit_code == 0
+    assert json.loads(status.stdout)["revision"] is None
+    assert "no database yet" in runner.invoke(root, ["--db", str(target), "db", "status"]).stdout
+    for args in (["dmarc", "summary"], ["dmarc", "tls"], ["dmarc", "quarantine"]):
+        result = runner.invoke(root, ["--db", str(target), *args])
+        assert result.exit_code == 1
+        assert "no inboxops database at" in result.stderr
+    assert not target.exists()
+    with pytest.raises(NoDatabase):
+        open_database(str(target), create=False)
+    assert not target.exists()
 
 
-def test_sqlite_parent_directory_is_created(tmp_path: Path) -> None:
-    engine = open_database(f"sqlite:///{tmp_path / 'deep' / 'dir' / 'x.db'}")
+def test_sqlite_parent_directory_must_exist_except_the_default(tmp_path: Path) -> None:
+    explicit = tmp_path / "deep" / "dir" / "x.db"
+    with pytest.raises(ConfigError, match="does not exist"):
+        open_database(f"sqlite:///{explicit}")
+    assert not (tmp_path / "deep").exists()
+    engine = open_database(f"sqlite:///{explicit}", create_parent=True)  # the default location
     engine.dispose()
-    assert (tmp_path / "deep" / "dir" / "x.db").exists()
+    assert explicit.exists()
+
+
+def test_every_text_column_is_cleaned_on_bind() -> None:
+    """Every String/Text/JSON column present and future goes through storage/text.py."""
+    from sqlalchemy import JSON, String, Text
+    from sqlalchemy.types import TypeDecorator
+
+    from inboxops.storage.text import CleanJSON, CleanString, CleanText
+
+    raw_text = []
+    for table in metadata.tables.values():
+        for column in table.columns:
+            kind = column.type
+            if isinstance(kind, TypeDecorator):
+                assert isinstance(kind, CleanString | CleanText | CleanJSON), column
+            elif isinstance(kind, String | Text | JSON):
+                raw_text.append(f"{table.name}.{column.name}")
+    assert raw_text == []
 
 
 def test_concurrent_first_use_creates_the_schema_once(db_url: str) -> None:

@@ -3,11 +3,17 @@
 Commands are thin: load :class:`~inboxops.config.Settings` once (through :class:`AppContext`),
 call one function, render. Every :class:`~inboxops.errors.InboxopsError` is caught here, once,
 and printed as a single ``Error: ...`` line with its exit code (0 ok, 1 failure, 2 usage or
-config, 3 checked and found problems). Tracebacks only with ``-v``.
+config, 3 checked and found problems); with ``--json`` the failure is also a JSON object on
+stdout, so a script reading stdout always gets JSON. Tracebacks only with ``-v``.
+
+The global options (``--config``, ``--db``, ``-v``) may be written anywhere on the command line
+(``inboxops dmarc summary --db URL``): :meth:`_Root.parse_args` moves them in front before click
+parses, so every present and future sub-command accepts them.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -17,10 +23,40 @@ from inboxops import __version__
 from inboxops.cli.context import AppContext
 from inboxops.errors import InboxopsError
 from inboxops.logging import configure
+from inboxops.untrusted import one_line
+
+_VALUE_OPTIONS = ("--db", "--config")
+_VERBOSE = re.compile(r"-v+|--verbose")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """``args`` with the global options moved in front of the first sub-command."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in _VALUE_OPTIONS:
+            front.extend(args[i : i + 2])
+            i += 2
+            continue
+        if arg.startswith(tuple(f"{o}=" for o in _VALUE_OPTIONS)) or _VERBOSE.fullmatch(arg):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
 
 
 class _Root(click.Group):
     """Turns our exceptions into one line and an exit code, everywhere below the root."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["inboxops.json"] = "--json" in args
+        return super().parse_args(ctx, hoist_global_options(args))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -31,8 +67,17 @@ class _Root(click.Group):
                 import traceback
 
                 traceback.print_exc()
-            click.echo(f"Error: {exc}", err=True)
+            message = one_line(str(exc), limit=2000)
+            if (app is not None and app.json_output) or ctx.meta.get("inboxops.json"):
+                AppContext.print_json(
+                    {"error": message, "exit_code": exc.exit_code, **exc.details()}
+                )
+            click.echo(f"Error: {message}", err=True)
             ctx.exit(exc.exit_code)
+        except click.ClickException as exc:
+            if ctx.meta.get("inboxops.json"):
+                AppContext.print_json({"error": exc.format_message(), "exit_code": exc.exit_code})
+            raise
 
 
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,7 +93,8 @@ class _Root(click.Group):
     "--db",
     "db_url",
     metavar="URL",
-    help="Database URL; overrides INBOXOPS_DB. sqlite:///file.db or postgresql://user@host/db.",
+    help="Database: a SQLite file path, sqlite:///file.db or postgresql://user@host/db; "
+    "overrides INBOXOPS_DB.",
 )
 @click.option("-v", "--verbose", count=True, help="More logging on stderr (-vv for debug).")
 @click.pass_context
@@ -63,9 +109,16 @@ def root(ctx: click.Context, config_path: str | None, db_url: str | None, verbos
       inboxops dmarc summary           per-IP DMARC pass rates
 
     Settings come from the config file, then INBOXOPS_* environment variables, then flags.
+    The global options --config, --db and -v may also follow the sub-command.
     Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 checked and found problems.
     """
     configure(verbose)
+    if db_url is not None and not db_url.strip():
+        raise click.BadParameter(
+            "is empty; leave --db out for the default database, or give a file path, "
+            "sqlite:///file.db or postgresql://user@host/db",
+            param_hint="--db",
+        )
     injected = ctx.obj if isinstance(ctx.obj, AppContext) else None  # tests inject a clock
     ctx.obj = AppContext(config_path=config_path, db_url=db_url, verbose=verbose)
     if injected is not None:

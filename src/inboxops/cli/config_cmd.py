@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import click
 
 from inboxops.cli.context import AppContext
 from inboxops.config import Settings
+from inboxops.config.schema import describe
 from inboxops.errors import ConfigError
 from inboxops.storage.db import safe_url
 
@@ -37,34 +39,17 @@ def config() -> None:
 
 
 def settings_view(settings: Settings, db_url: str) -> dict[str, object]:
-    """Settings as shown to people: secrets masked, URLs without passwords."""
-    mask = "********"
-    return {
+    """Settings as shown to people: every section and key, secrets masked, URLs without
+    passwords. Derived from the schema, so a new setting shows up without code here."""
+    view: dict[str, object] = {
         "config_file": str(settings.config_path) if settings.config_path else None,
-        "database": safe_url(db_url),
-        "own_ips": [str(n) for n in settings.own_ips],
-        "domains": list(settings.domains),
-        "imap": {
-            "host": settings.imap.host,
-            "port": settings.imap.effective_port,
-            "user": settings.imap.user,
-            "password": mask if settings.imap.password else "",
-            "folder": settings.imap.folder,
-            "security": settings.imap.security,
-            "archive_folder": settings.imap.archive_folder,
-        },
-        "alerts": {
-            "min_pass_rate": settings.alerts.min_pass_rate,
-            "spoof_min_failed": settings.alerts.spoof_min_failed,
-            "window_days": settings.alerts.window_days,
-        },
-        "telegram": {
-            "bot_token": mask if settings.telegram.bot_token else "",
-            "chat_id": settings.telegram.chat_id,
-            "api_url": settings.telegram.api_url,
-        },
-        "notify_urls": [mask for _ in settings.notify_urls],
+        "database_in_use": safe_url(db_url),
     }
+    view.update(describe(settings))
+    database = view.get("database")
+    if isinstance(database, dict) and database.get("url"):
+        database["url"] = safe_url(str(database["url"]))
+    return view
 
 
 @config.command("show")
@@ -76,9 +61,16 @@ def show(app: AppContext, as_json: bool) -> None:
     if as_json:
         app.print_json(view)
         return
+    for key, value in _flatten(view):
+        click.echo(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+
+
+def _flatten(view: dict[str, object], prefix: str = "") -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
     for key, value in view.items():
+        path = f"{prefix}.{key}" if prefix else key
         if isinstance(value, dict):
-            for sub, v in value.items():
-                click.echo(f"{key}.{sub} = {v}")
+            out.extend(_flatten(value, path))
         else:
-            click.echo(f"{key} = {value}")
+            out.append((path, value))
+    return out

@@ -7,12 +7,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from rich.console import Console
-from sqlalchemy import Engine
+import click
 
 from inboxops.config import Settings, default_db_url, load_settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from sqlalchemy import Engine
 
 
 def _utcnow() -> datetime:
@@ -25,6 +28,7 @@ class AppContext:
     db_url: str | None = None
     verbose: int = 0
     clock: Callable[[], datetime] = _utcnow  # tests inject a fixed clock
+    json_output: bool = False  # set by --json: failures are then JSON on stdout too
     _settings: Settings | None = field(default=None, repr=False)
     _engine: Engine | None = field(default=None, repr=False)
 
@@ -36,14 +40,25 @@ class AppContext:
 
     @property
     def effective_db_url(self) -> str:
-        return self.settings.db_url or default_db_url()
+        return self.settings.database.url or default_db_url()
 
-    def engine(self) -> Engine:
-        """The database, created or upgraded on first use."""
+    @property
+    def uses_default_db(self) -> bool:
+        return not self.settings.database.url
+
+    def engine(self, *, readonly: bool = False) -> Engine:
+        """The database, created or upgraded on first use.
+
+        ``readonly`` commands (summaries, views, ``db status``) never create a database: a
+        missing one is a clear :class:`~inboxops.storage.db.NoDatabase` error instead of an
+        empty file left behind.
+        """
         if self._engine is None:
             from inboxops.storage.db import open_database
 
-            self._engine = open_database(self.effective_db_url)
+            self._engine = open_database(
+                self.effective_db_url, create=not readonly, create_parent=self.uses_default_db
+            )
         return self._engine
 
     def close(self) -> None:
@@ -54,10 +69,14 @@ class AppContext:
 
     @property
     def console(self) -> Console:
+        from rich.console import Console
+
         return Console(stderr=False, soft_wrap=False)
 
     @property
     def err_console(self) -> Console:
+        from rich.console import Console
+
         return Console(stderr=True)
 
     @staticmethod
@@ -68,3 +87,31 @@ class AppContext:
     @staticmethod
     def print_json(payload: Any) -> None:
         sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def _json_flag(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        app = ctx.find_object(AppContext)
+        if app is not None:
+            app.json_output = True
+    return value
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_option(
+    help_text: str = "Print the result as JSON on stdout (errors too).",
+) -> Callable[[F], F]:
+    """``--json`` for a report command: results on stdout; a failure is a JSON object too."""
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        is_eager=True,
+        callback=_json_flag,
+        help=help_text,
+    )
+
+
+pass_app = click.make_pass_decorator(AppContext)

@@ -1,29 +1,74 @@
-"""``inboxops demo``: the whole DMARC loop on generated data, in a database of its own.
+"""``inboxops demo``: the whole loop on generated data, in a directory and database of its own.
 
 The demo never touches the operator's real database: unless ``--db`` is given it uses a SQLite
-file inside the demo directory, so ``make demo`` can be run on a production host safely.
+file inside the demo directory, so ``make demo`` can be run on a production host safely. And
+it never deletes what it did not create: the directory must be new, empty, or a previous demo
+output, recognised by the manifest the demo writes (``.inboxops-demo.json``, listing every file
+it made); a rerun removes exactly those files.
 """
 
 from __future__ import annotations
 
-import shutil
+import json
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import click
-from rich.table import Table
 
-from inboxops.cli.context import AppContext
+from inboxops.cli.context import AppContext, pass_app
 from inboxops.cli.dmarc_cmd import print_alerts
+from inboxops.cli.render import Col, print_table, say
 from inboxops.config import parse_networks
-from inboxops.dmarc import summary
-from inboxops.dmarc.ingest import Ingestor
-from inboxops.dmarc.store import DatabaseSink
-from inboxops.storage.db import open_database
-
-pass_app = click.make_pass_decorator(AppContext)
+from inboxops.errors import ConfigError
 
 DEMO_OWN_IPS = ("192.0.2.10", "192.0.2.11", "198.51.100.25")
+MANIFEST = ".inboxops-demo.json"
+
+
+def prepare_directory(directory: Path) -> None:
+    """Make ``directory`` ready for a demo run without deleting anything of the user's."""
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"{directory} is a file; give --dir a new or empty directory")
+    manifest = directory / MANIFEST
+    if directory.is_dir() and any(directory.iterdir()):
+        if not manifest.is_file():
+            raise ConfigError(
+                f"{directory} is not empty and is not an inboxops demo directory; give --dir a "
+                "new or empty directory (the demo never deletes files it did not create)"
+            )
+        _remove_listed(directory, manifest)
+    directory.mkdir(parents=True, exist_ok=True)
+
+
+def _remove_listed(directory: Path, manifest: Path) -> None:
+    """Delete the files a previous demo listed (and directories it left empty); nothing else."""
+    try:
+        listed = json.loads(manifest.read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        raise ConfigError(
+            f"{manifest} is unreadable; remove the demo directory {directory} by hand"
+        ) from None
+    root = directory.resolve()
+    parents: set[Path] = set()
+    for name in listed:
+        path = (directory / str(name)).resolve()
+        if root not in path.parents:  # a manifest never points outside its directory
+            continue
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+            parents.update(p for p in path.parents if root in p.parents)
+    for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+    manifest.unlink()
+
+
+def _write_manifest(directory: Path, files: list[Path]) -> None:
+    names = sorted(str(p.relative_to(directory)) for p in files)
+    (directory / MANIFEST).write_text(
+        json.dumps({"written_by": "inboxops demo", "files": names}, indent=1), encoding="utf-8"
+    )
 
 
 @click.command()
@@ -33,12 +78,13 @@ DEMO_OWN_IPS = ("192.0.2.10", "192.0.2.11", "198.51.100.25")
     type=click.Path(file_okay=False, path_type=Path),
     default=".demo",
     show_default=True,
-    help="Where the sample reports and the demo database go (recreated each run).",
+    help="Where the sample data and the demo database go: a new or empty directory, or a "
+    "previous demo output (whose own files are replaced; nothing else is touched).",
 )
 @click.option("--reports", type=click.IntRange(1, 100_000), default=300, show_default=True)
-@click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same reports.")
-@click.pass_context
-def demo(ctx: click.Context, directory: Path, reports: int, seed: int) -> None:
+@click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same data.")
+@pass_app
+def demo(app: AppContext, directory: Path, reports: int, seed: int) -> None:
     """Generate sample DMARC reports, ingest them, print the summary and the alerts.
 
     The sample tells a story: three own sending IPs, one of them with a broken DKIM selector
@@ -46,53 +92,67 @@ def demo(ctx: click.Context, directory: Path, reports: int, seed: int) -> None:
     channel; the alerts are printed.
     """
     from inboxops.demo.generate import generate_reports
-    from inboxops.dmarc import alerting
+    from inboxops.dmarc import alerting, summary
+    from inboxops.dmarc.ingest import Ingestor
+    from inboxops.dmarc.store import DatabaseSink
+    from inboxops.storage.db import open_database
 
-    app = ctx.find_object(AppContext)
-    assert app is not None
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    db_url = app.db_url or f"sqlite:///{(directory / 'inboxops-demo.db').resolve()}"
+    prepare_directory(directory)
+    db_file = directory / "inboxops-demo.db"
+    db_url = app.db_url or f"sqlite:///{db_file.resolve()}"
     console = app.console
 
     paths = generate_reports(
         directory / "reports", count=reports, seed=seed, own_ips=DEMO_OWN_IPS, start=app.clock()
     )
-    console.print(f"generated {len(paths)} sample reports in {directory / 'reports'}")
+    created = [*paths, db_file, db_file.with_name(db_file.name + "-wal")]
+    created.append(db_file.with_name(db_file.name + "-shm"))
+    _write_manifest(directory, created)
+    say(console, f"generated {len(paths)} sample reports in {directory / 'reports'}")
 
     engine = open_database(db_url)
     try:
-        stats = Ingestor(DatabaseSink(engine), app.settings.limits).ingest_paths([directory])
-        console.print(
+        stats = Ingestor(DatabaseSink(engine), app.settings.dmarc.limits).ingest_paths(
+            [directory / "reports"]
+        )
+        say(
+            console,
             f"ingested into {db_url}: {stats.reports_new} reports, {stats.records} records, "
             f"{stats.messages} messages",
-            highlight=False,
         )
-        settings = replace(app.settings, own_ips=parse_networks(list(DEMO_OWN_IPS), origin="demo"))
-        window = summary.window_from(app.clock(), 7, None, None)
-        ips = summary.ip_stats(engine, window, settings.own_ips)
-        table = Table(title=f"DMARC by source IP, {window.describe()} (top 15)")
-        for col in ("source IP", "own", "messages", "failed", "pass rate", "reporters"):
-            table.add_column(col, justify="left" if col in ("source IP", "reporters") else "right")
-        for s in ips[:15]:
-            table.add_row(
-                s.ip,
-                "yes" if s.own else "",
-                str(s.messages),
-                str(s.failed),
-                f"{s.pass_rate:.1%}",
-                ", ".join(s.orgs[:3]) + (" ..." if len(s.orgs) > 3 else ""),
-            )
-        console.print(table)
+        own = parse_networks(list(DEMO_OWN_IPS), origin="demo")
+        settings = replace(app.settings, dmarc=replace(app.settings.dmarc, own_ips=own))
+        window = summary.Window(app.clock() - timedelta(days=7), app.clock())
+        ips = summary.ip_stats(engine, window, own)
+        print_table(
+            console,
+            f"DMARC by source IP, {window.describe()} (top 15)",
+            [
+                Col("source IP", "key"),
+                Col("own", "key"),
+                Col("messages", "number"),
+                Col("failed", "number"),
+                Col("pass rate", "number"),
+                Col("reporters"),
+            ],
+            [
+                (
+                    s.ip,
+                    "yes" if s.own else "",
+                    str(s.messages),
+                    str(s.failed),
+                    f"{s.pass_rate:.1%}",
+                    ", ".join(s.orgs[:3]) + (" ..." if len(s.orgs) > 3 else ""),
+                )
+                for s in ips[:15]
+            ],
+        )
         run = alerting.check(engine, settings, window, dry_run=True)
     finally:
         engine.dispose()
     if not run.alerts:
-        console.print("no alerts: all healthy")
+        say(console, "no alerts: all healthy")
         return
-    console.print("[bold]Alerts[/] (printed, not sent: this is the demo)")
+    say(console, "Alerts (printed, not sent: this is the demo)", "bold")
     print_alerts(console, run.alerts)
-    console.print(
-        f"Explore: inboxops --db {db_url} dmarc summary --by org", highlight=False, soft_wrap=True
-    )
+    say(console, f"Explore: inboxops --db {db_url} dmarc summary --by org")

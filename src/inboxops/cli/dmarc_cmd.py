@@ -4,29 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from inboxops.cli.context import AppContext
-from inboxops.dmarc.ingest import Ingestor, IngestStats
-from inboxops.dmarc.store import DatabaseSink, DryRunSink, Sink
-from inboxops.dmarc.summary import Window, window_from
-from inboxops.errors import ConfigError
+from inboxops.cli.context import AppContext, json_option, pass_app
+from inboxops.cli.options import resolve_window, window_options
+from inboxops.cli.render import Col, print_table, say, styled
+from inboxops.errors import ConfigError, NotifyError
+from inboxops.window import When, Window
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from inboxops.dmarc.alerting import AlertRun
+    from inboxops.dmarc.ingest import IngestStats
     from inboxops.dmarc.rules import Alert
+    from inboxops.dmarc.store import Sink
 
 EXIT_PROBLEMS = 3
-
-pass_app = click.make_pass_decorator(AppContext)
 
 
 @click.group()
@@ -40,17 +37,14 @@ def dmarc() -> None:
 
 
 @contextmanager
-def _progress(app: AppContext, label: str) -> Iterator[Callable[[int, int], None] | None]:
+def progress_bar(app: AppContext, label: str) -> Iterator[Callable[[int, int], None] | None]:
     """A rich progress bar on a terminal; nothing under cron or in a pipe."""
     if not app.interactive():
         yield None
         return
-    columns = (
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=app.err_console, transient=True) as bar:
         task = bar.add_task(label, total=None)
 
@@ -61,13 +55,27 @@ def _progress(app: AppContext, label: str) -> Iterator[Callable[[int, int], None
 
 
 def _sink(app: AppContext, dry_run: bool) -> Sink:
-    return DryRunSink() if dry_run else DatabaseSink(app.engine())
+    """The database, or for a dry run a sink that only *reads* it (if there is one)."""
+    if not dry_run:
+        from inboxops.dmarc.store import DatabaseSink
+
+        return DatabaseSink(app.engine())
+    from inboxops.dmarc.dryrun import DryRunSink
+    from inboxops.storage.db import NoDatabase
+
+    try:
+        return DryRunSink(app.engine(readonly=True))
+    except NoDatabase:
+        return DryRunSink(None)
 
 
 def _render_ingest(app: AppContext, stats: IngestStats, sink: Sink, as_json: bool) -> None:
+    from inboxops.dmarc.dryrun import DryRunSink
+
+    dry = sink if isinstance(sink, DryRunSink) else None
     if as_json:
         payload = stats.as_json()
-        if isinstance(sink, DryRunSink):
+        if dry is not None:
             payload["dry_run"] = True
             payload["reports"] = [
                 {
@@ -79,62 +87,86 @@ def _render_ingest(app: AppContext, stats: IngestStats, sink: Sink, as_json: boo
                     "records": r.records,
                     "messages": r.messages,
                     "passed": r.passed,
+                    "outcome": r.outcome,
                     "errors": r.errors,
                 }
-                for r in sink.reports
+                for r in dry.reports
             ]
         app.print_json(payload)
         return
     console = app.console
-    if isinstance(sink, DryRunSink) and sink.reports:
-        table = Table(title="Parsed reports (dry run: nothing stored)")
-        for col in (
-            "reporter",
-            "report id",
-            "domain",
-            "begin (UTC)",
-            "records",
-            "messages",
-            "pass",
-        ):
-            table.add_column(col, justify="right" if col in ("records", "messages") else "left")
-        for r in sink.reports:
-            rate = f"{r.passed / r.messages:.1%}" if r.messages else "-"
-            table.add_row(
-                r.org_name,
-                r.report_id[:32],
-                r.domain or "-",
-                f"{r.begin:%Y-%m-%d %H:%M}" if r.begin else "-",
-                str(r.records),
-                str(r.messages),
-                rate,
-            )
-        console.print(table)
-    console.print(
-        f"aggregate reports: {stats.reports_new} new, {stats.reports_known} already stored; "
-        f"{stats.records} records ({stats.records_dropped} unusable dropped)\n"
-        f"TLS reports: {stats.tls_reports_new} new, {stats.tls_reports_known} known; "
-        f"failure reports: {stats.failure_reports_new} new, {stats.failure_reports_known} known; "
-        f"not reports: {stats.not_reports}",
-        highlight=False,
+    if dry is not None and dry.reports:
+        print_table(
+            console,
+            "Parsed reports (dry run: nothing stored)",
+            [
+                Col("reporter", "key"),
+                Col("report id", "key"),
+                Col("domain", "key"),
+                Col("begin (UTC)", "key"),
+                Col("records", "number"),
+                Col("messages", "number"),
+                Col("pass", "number"),
+                Col("would be", "key"),
+            ],
+            [
+                (
+                    r.org_name,
+                    r.report_id,
+                    r.domain or "-",
+                    f"{r.begin:%Y-%m-%d %H:%M}" if r.begin else "-",
+                    str(r.records),
+                    str(r.messages),
+                    f"{r.passed / r.messages:.1%}" if r.messages else "-",
+                    r.outcome,
+                )
+                for r in dry.reports
+            ],
+        )
+    say(
+        console,
+        f"aggregate reports: {stats.reports_new} new, {stats.reports_known} already stored"
+        + (f", {stats.reports_replaced} replaced" if stats.reports_replaced else "")
+        + (f", {stats.reports_conflicting} conflicting" if stats.reports_conflicting else "")
+        + f"; {stats.records} records ({stats.records_dropped} unusable dropped)",
     )
+    say(
+        console,
+        f"TLS reports: {stats.tls_reports_new} new, {stats.tls_reports_known} known; "
+        f"failure reports: {stats.failure_reports_new} new, {stats.failure_reports_known} "
+        f"known; not reports: {stats.not_reports}",
+    )
+    for reason, n in sorted(stats.records_dropped_by_reason.items()):
+        say(console, f"  dropped records: {n} x {reason}")
+    for c in stats.conflicts:
+        say(
+            app.err_console,
+            f"conflict: {c.org_name} / {c.report_id}: {c.source} differs from the copy "
+            f"stored from {c.stored_source or 'an earlier run'}; kept the stored one",
+            "yellow",
+        )
     for failed in stats.failed:
-        app.err_console.print(f"refused: {failed.source}: {failed.reason}", highlight=False)
+        say(app.err_console, f"refused: {failed.source}: {failed.reason}")
 
 
 @dmarc.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
-    "--dry-run", is_flag=True, help="Parse and print; write nothing (no database needed)."
+    "--dry-run",
+    is_flag=True,
+    help="Parse and report what a real run would store (new, known, conflicting); write "
+    "nothing. Reads the database if there is one.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@json_option("Print one JSON object on stdout.")
 @pass_app
 def import_(app: AppContext, paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None:
     """Ingest report files: .xml, .gz, .zip, .eml and .json (SMTP TLS), directories recursively.
 
     Each report is stored once, keyed by reporter and report id, so importing the same files
     again changes nothing. A file that is not a usable report is refused with a one-line reason
-    and kept in the quarantine table; the run goes on. Exit code 3 when anything was refused.
+    and kept in the quarantine table; the run goes on. A file whose name says it is a report
+    (.xml, .gz, .zip, .json, .eml) but that holds none is refused too; other files that are
+    not reports (a README) are counted as not_reports. Exit code 3 when anything was refused.
 
     \b
     Examples:
@@ -142,9 +174,11 @@ def import_(app: AppContext, paths: tuple[Path, ...], dry_run: bool, as_json: bo
       inboxops dmarc import --dry-run report.xml.gz
       inboxops dmarc import --json reports/ | jq .reports_new
     """
+    from inboxops.dmarc.ingest import Ingestor
+
     sink = _sink(app, dry_run)
-    ingestor = Ingestor(sink, app.settings.limits)
-    with _progress(app, "importing") as progress:
+    ingestor = Ingestor(sink, app.settings.dmarc.limits)
+    with progress_bar(app, "importing") as progress:
         stats = ingestor.ingest_paths(paths, progress=progress)
     _render_ingest(app, stats, sink, as_json)
     if stats.failed:
@@ -153,9 +187,13 @@ def import_(app: AppContext, paths: tuple[Path, ...], dry_run: bool, as_json: bo
 
 @dmarc.command()
 @click.option("--all", "all_messages", is_flag=True, help="Every message, not only UNSEEN ones.")
-@click.option("--dry-run", is_flag=True, help="Parse and print; store nothing, change no flags.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Parse and report what a real run would store; store nothing, change no flags.",
+)
 @click.option("--alert", "then_alert", is_flag=True, help="Run the alert rules after fetching.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@json_option("Print one JSON object on stdout.")
 @pass_app
 def fetch(
     app: AppContext, all_messages: bool, dry_run: bool, then_alert: bool, as_json: bool
@@ -168,25 +206,30 @@ def fetch(
     quarantined and flagged, so they are not retried forever.
     """
     from inboxops.dmarc.fetch import fetch_reports
+    from inboxops.dmarc.ingest import Ingestor
 
     settings = app.settings
-    if not settings.imap.host:
-        raise ConfigError("no IMAP server configured; set INBOXOPS_IMAP_HOST or [dmarc.imap].host")
-    if not settings.imap.user or not settings.imap.password:
+    imap = settings.dmarc.imap
+    if not imap.host:
+        raise ConfigError("no IMAP server configured; set INBOXOPS_IMAP_HOST or [dmarc.imap] host")
+    if not imap.user or not imap.password:
         raise ConfigError(
             "IMAP credentials missing; set INBOXOPS_IMAP_USER and INBOXOPS_IMAP_PASSWORD "
-            "(or [dmarc.imap].user and password / password_file)"
+            "(or [dmarc.imap] user and password / password_file)"
         )
     sink = _sink(app, dry_run)
-    ingestor = Ingestor(sink, settings.limits)
-    with _progress(app, "fetching") as progress:
+    ingestor = Ingestor(sink, settings.dmarc.limits)
+    with progress_bar(app, "fetching") as progress:
         result = fetch_reports(
-            settings.imap, ingestor, all_messages=all_messages, dry_run=dry_run, progress=progress
+            imap, ingestor, all_messages=all_messages, dry_run=dry_run, progress=progress
         )
     alert_payload = None
     exit_code = EXIT_PROBLEMS if result.ingest.failed else 0
     if then_alert and not dry_run:
-        run = _run_alerts(app, window_from(app.clock(), None, None, None), dry_run=False)
+        window = resolve_window(
+            app, None, None, None, default_days=settings.dmarc.alerts.window_days
+        )
+        run = _run_alerts(app, window, domain=None, dry_run=False)
         alert_payload = [a.as_json() for a in run.alerts]
         if run.alerts:
             exit_code = EXIT_PROBLEMS
@@ -194,40 +237,36 @@ def fetch(
                 _print_alerts(app, run)
     if as_json:
         payload = result.as_json()
+        if dry_run:
+            payload["dry_run"] = True
         if alert_payload is not None:
             payload["alerts"] = alert_payload
         app.print_json(payload)
     else:
         _render_ingest(app, result.ingest, sink, as_json=False)
-        app.console.print(
+        say(
+            app.console,
             f"messages: {result.messages_seen} seen, {result.messages_flagged} flagged, "
             f"{result.messages_moved} moved, {result.messages_skipped_not_report} not reports "
             f"left untouched; reconnects: {result.reconnects}",
-            highlight=False,
         )
     if exit_code:
         raise click.exceptions.Exit(exit_code)
 
 
-def window_options(func: Callable[..., None]) -> Callable[..., None]:
-    func = click.option(
-        "--until", type=click.DateTime(), help="End of the window (UTC, default now)."
-    )(func)
-    func = click.option("--since", type=click.DateTime(), help="Start of the window (UTC).")(func)
-    func = click.option(
-        "--days", type=click.IntRange(min=1), help="Window of the last N days (default 7)."
-    )(func)
-    return func
-
-
-def resolve_window(
-    app: AppContext, days: int | None, since: datetime | None, until: datetime | None
+def dmarc_window(
+    app: AppContext, days: int | None, since: When | None, until: When | None
 ) -> Window:
-    if days and (since or until):
-        raise click.UsageError("use either --days or --since/--until, not both")
-    return window_from(
-        app.clock(), days or (None if since else app.settings.alerts.window_days), since, until
+    return resolve_window(
+        app, days, since, until, default_days=app.settings.dmarc.alerts.window_days
     )
+
+
+def empty_hint(app: AppContext, window: Window) -> str:
+    """What to say under an empty window: which dates the database does hold."""
+    from inboxops.dmarc.summary import held_range
+
+    return f"no DMARC reports for {window.describe()}; {held_range(app.engine()).describe()}"
 
 
 @dmarc.command()
@@ -240,21 +279,22 @@ def resolve_window(
     show_default=True,
     help="Group by source IP or by reporting organisation.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
+@json_option("Print a JSON list on stdout.")
 @pass_app
 def summary(
     app: AppContext,
     days: int | None,
-    since: datetime | None,
-    until: datetime | None,
+    since: When | None,
+    until: When | None,
     domain: str | None,
     by: str,
     as_json: bool,
 ) -> None:
     """DMARC pass rates per source IP (or per reporting organisation) over a window.
 
-    Own IPs (INBOXOPS_OWN_IPS / [dmarc].own_ips) are marked, so a failing own stream stands out
-    from spoofers and forwarders.
+    Own IPs (INBOXOPS_OWN_IPS / [dmarc] own_ips) are marked, so a failing own stream stands
+    out from spoofers and forwarders. A report counts in the window holding the midpoint of
+    its date range (docs/dmarc-summary.md).
 
     \b
     Examples:
@@ -264,9 +304,10 @@ def summary(
     """
     from inboxops.dmarc import summary as queries
 
-    window = resolve_window(app, days, since, until)
+    window = dmarc_window(app, days, since, until)
+    engine = app.engine(readonly=True)
     if by == "org":
-        orgs = queries.org_stats(app.engine(), window, domain)
+        orgs = queries.org_stats(engine, window, domain)
         if as_json:
             app.print_json(
                 [
@@ -283,22 +324,37 @@ def summary(
                 ]
             )
             return
-        table = Table(title=f"DMARC by reporter, {window.describe()}")
-        for col in ("reporter", "reports", "messages", "passed", "failed", "pass rate", "IPs"):
-            table.add_column(col, justify="left" if col == "reporter" else "right")
-        for o in orgs:
-            table.add_row(
-                o.org,
-                str(o.reports),
-                str(o.messages),
-                str(o.passed),
-                str(o.failed),
-                f"{o.pass_rate:.1%}",
-                str(o.ips),
-            )
-        app.console.print(table)
+        if not orgs:
+            say(app.console, empty_hint(app, window))
+            return
+        print_table(
+            app.console,
+            f"DMARC by reporter, {window.describe()}",
+            [
+                Col("reporter", "key"),
+                Col("reports", "number"),
+                Col("messages", "number"),
+                Col("passed", "number"),
+                Col("failed", "number"),
+                Col("pass rate", "number"),
+                Col("IPs", "number"),
+            ],
+            [
+                (
+                    o.org,
+                    str(o.reports),
+                    str(o.messages),
+                    str(o.passed),
+                    str(o.failed),
+                    f"{o.pass_rate:.1%}",
+                    str(o.ips),
+                )
+                for o in orgs
+            ],
+        )
         return
-    stats = queries.ip_stats(app.engine(), window, app.settings.own_ips, domain)
+    settings = app.settings.dmarc
+    stats = queries.ip_stats(engine, window, settings.own_ips, domain)
     if as_json:
         app.print_json(
             [
@@ -317,55 +373,78 @@ def summary(
             ]
         )
         return
-    table = Table(title=f"DMARC by source IP, {window.describe()}")
-    for col in ("source IP", "own", "messages", "passed", "failed", "pass rate", "reporters"):
-        table.add_column(
-            col, justify="right" if col in ("messages", "passed", "failed", "pass rate") else "left"
-        )
-    for s in stats:
-        rate_style = "" if s.pass_rate >= app.settings.alerts.min_pass_rate else "red"
-        table.add_row(
-            s.ip,
-            "yes" if s.own else "",
-            str(s.messages),
-            str(s.passed),
-            str(s.failed),
-            f"[{rate_style}]{s.pass_rate:.1%}[/]" if rate_style else f"{s.pass_rate:.1%}",
-            ", ".join(s.orgs[:4]) + (" ..." if len(s.orgs) > 4 else ""),
-        )
-    app.console.print(table)
     if not stats:
-        app.console.print("no DMARC records in this window", highlight=False)
+        say(app.console, empty_hint(app, window))
+        return
+    floor = settings.alerts.min_pass_rate
+    print_table(
+        app.console,
+        f"DMARC by source IP, {window.describe()}",
+        [
+            Col("source IP", "key"),
+            Col("own", "key"),
+            Col("messages", "number"),
+            Col("passed", "number"),
+            Col("failed", "number"),
+            Col("pass rate", "number"),
+            Col("reporters"),
+        ],
+        [
+            (
+                s.ip,
+                "yes" if s.own else "",
+                str(s.messages),
+                str(s.passed),
+                str(s.failed),
+                styled(f"{s.pass_rate:.1%}", "red")
+                if s.pass_rate < floor
+                else f"{s.pass_rate:.1%}",
+                ", ".join(s.orgs[:4]) + (" ..." if len(s.orgs) > 4 else ""),
+            )
+            for s in stats
+        ],
+    )
 
 
-def _run_alerts(app: AppContext, window: Window, *, dry_run: bool) -> AlertRun:
+def _run_alerts(app: AppContext, window: Window, *, domain: str | None, dry_run: bool) -> AlertRun:
     from inboxops.dmarc import alerting
 
-    return alerting.check(app.engine(), app.settings, window, dry_run=dry_run, now=app.clock())
+    try:
+        return alerting.check(
+            app.engine(), app.settings, window, dry_run=dry_run, now=app.clock(), domain=domain
+        )
+    except NotifyError as exc:
+        raise NotifyError(
+            f"{exc}; check the channels with `inboxops notify test`",
+            sent=exc.sent,
+            failed=exc.failed,
+        ) from None
 
 
 def _print_alerts(app: AppContext, run: AlertRun) -> None:
     print_alerts(app.console, run.alerts)
     if run.sent_to:
-        app.console.print(f"sent to: {', '.join(run.sent_to)}", highlight=False)
+        say(app.console, f"sent to: {', '.join(run.sent_to)}")
     if run.suppressed:
-        app.console.print(
+        say(
+            app.console,
             f"{len(run.suppressed)} alert(s) already sent and not yet due again "
-            "([dmarc.alerts].repeat_hours)",
-            highlight=False,
+            "([dmarc.alerts] repeat_hours)",
         )
 
 
 @dmarc.command()
 @window_options
+@click.option("--domain", help="Only reports about this domain (and its subdomains).")
 @click.option("--dry-run", is_flag=True, help="Evaluate and print; send nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the alerts as a JSON list.")
+@json_option("Print the alerts as a JSON list.")
 @pass_app
 def alert(
     app: AppContext,
     days: int | None,
-    since: datetime | None,
-    until: datetime | None,
+    since: When | None,
+    until: When | None,
+    domain: str | None,
     dry_run: bool,
     as_json: bool,
 ) -> None:
@@ -377,20 +456,21 @@ def alert(
       spoofing        a foreign IP with 20 or more failing messages as our domain
     Nothing is sent when all is healthy. Exit code 3 when there are alerts, 0 when healthy.
     """
-    run = _run_alerts(app, resolve_window(app, days, since, until), dry_run=dry_run)
+    window = dmarc_window(app, days, since, until)
+    run = _run_alerts(app, window, domain=domain, dry_run=dry_run)
     if as_json:
         app.print_json([a.as_json() | {"suppressed": a in run.suppressed} for a in run.alerts])
     elif run.alerts:
         _print_alerts(app, run)
     else:
-        app.console.print(f"healthy: no DMARC alerts for {run.window.describe()}", highlight=False)
+        say(app.console, f"healthy: no DMARC alerts for {run.window.describe()}")
     if run.cleared and not as_json:
         from inboxops.dmarc.rules import cleared_line
 
         for kind, ip in run.cleared:
-            app.console.print(f"[green]{cleared_line(kind, ip)}[/] (sent)", highlight=False)
+            say(app.console, f"{cleared_line(kind, ip)} (sent)", "green")
     if run.unsent_reason:
-        app.err_console.print(f"warning: {run.unsent_reason}", highlight=False)
+        say(app.err_console, f"warning: {run.unsent_reason}")
     if run.alerts:
         raise click.exceptions.Exit(EXIT_PROBLEMS)
 
@@ -401,5 +481,5 @@ def print_alerts(console: Console, alerts: Sequence[Alert]) -> None:
 
     for a in alerts:
         colour = "red" if a.kind == "own_ip_failing" else "yellow"
-        console.print(f"[bold {colour}]{a.kind}[/] {headline(a)}", highlight=False)
-        console.print(f"  {a.advice}", highlight=False)
+        say(console, f"{a.kind} {headline(a)}", f"bold {colour}")
+        say(console, f"  {a.advice}")

@@ -7,29 +7,28 @@ and what did we refuse to store, and why.
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 import click
-from rich.table import Table
 
-from inboxops.cli.context import AppContext
-from inboxops.cli.dmarc_cmd import dmarc, resolve_window, window_options
+from inboxops.cli.context import AppContext, json_option, pass_app
+from inboxops.cli.dmarc_cmd import dmarc, dmarc_window
+from inboxops.cli.options import window_options
+from inboxops.cli.render import Col, print_table, say
 from inboxops.errors import ConfigError
-
-pass_app = click.make_pass_decorator(AppContext)
+from inboxops.window import When
 
 
 @dmarc.command("tls")
 @window_options
 @click.option("--domain", help="Only this policy domain.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
+@json_option("Print a JSON list on stdout.")
 @pass_app
 def tls_cmd(
     app: AppContext,
     days: int | None,
-    since: datetime | None,
-    until: datetime | None,
+    since: When | None,
+    until: When | None,
     domain: str | None,
     as_json: bool,
 ) -> None:
@@ -40,8 +39,8 @@ def tls_cmd(
     """
     from inboxops.dmarc.summary import tls_stats
 
-    window = resolve_window(app, days, since, until)
-    stats = tls_stats(app.engine(), window, domain)
+    window = dmarc_window(app, days, since, until)
+    stats = tls_stats(app.engine(readonly=True), window, domain)
     if as_json:
         app.print_json(
             [
@@ -59,34 +58,43 @@ def tls_cmd(
         )
         return
     if not stats:
-        app.console.print(f"no SMTP TLS reports for {window.describe()}", highlight=False)
+        say(app.console, f"no SMTP TLS reports for {window.describe()}")
         return
-    table = Table(title=f"SMTP TLS, {window.describe()}")
-    for col in ("policy domain", "type", "ok", "failed", "failure types", "reporters"):
-        table.add_column(col, justify="right" if col in ("ok", "failed") else "left")
-    for t in stats:
-        kinds = ", ".join(f"{k} ({n})" for k, n in t.failures[:3]) or "-"
-        table.add_row(
-            t.policy_domain,
-            t.policy_type,
-            str(t.successful),
-            str(t.failed),
-            kinds,
-            ", ".join(t.reporters[:3]),
-        )
-    app.console.print(table)
+    print_table(
+        app.console,
+        f"SMTP TLS, {window.describe()}",
+        [
+            Col("policy domain", "key"),
+            Col("type", "key"),
+            Col("ok", "number"),
+            Col("failed", "number"),
+            Col("failure types"),
+            Col("reporters"),
+        ],
+        [
+            (
+                t.policy_domain,
+                t.policy_type,
+                str(t.successful),
+                str(t.failed),
+                ", ".join(f"{k} ({n})" for k, n in t.failures[:3]) or "-",
+                ", ".join(t.reporters[:3]),
+            )
+            for t in stats
+        ],
+    )
 
 
 @dmarc.command("failures")
 @window_options
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
+@json_option("Print a JSON list on stdout.")
 @pass_app
 def failures_cmd(
     app: AppContext,
     days: int | None,
-    since: datetime | None,
-    until: datetime | None,
+    since: When | None,
+    until: When | None,
     limit: int,
     as_json: bool,
 ) -> None:
@@ -97,8 +105,8 @@ def failures_cmd(
     """
     from inboxops.dmarc.summary import failure_rows
 
-    window = resolve_window(app, days, since, until)
-    rows = failure_rows(app.engine(), window, limit)
+    window = dmarc_window(app, days, since, until)
+    rows = failure_rows(app.engine(readonly=True), window, limit)
     if as_json:
         app.print_json(
             [
@@ -116,21 +124,31 @@ def failures_cmd(
         )
         return
     if not rows:
-        app.console.print(f"no failure reports for {window.describe()}", highlight=False)
+        say(app.console, f"no failure reports for {window.describe()}")
         return
-    table = Table(title=f"DMARC failure reports, {window.describe()}")
-    for col in ("arrived (UTC)", "source IP", "domain", "failed", "mail from", "subject"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(
-            f"{r.arrival_date:%Y-%m-%d %H:%M}" if r.arrival_date else "-",
-            r.source_ip or "-",
-            r.reported_domain or "-",
-            r.auth_failure or "-",
-            r.original_mail_from or "-",
-            (r.subject or "-")[:60],
-        )
-    app.console.print(table)
+    print_table(
+        app.console,
+        f"DMARC failure reports, {window.describe()}",
+        [
+            Col("arrived (UTC)", "key"),
+            Col("source IP", "key"),
+            Col("domain", "key"),
+            Col("failed"),
+            Col("mail from"),
+            Col("subject"),
+        ],
+        [
+            (
+                f"{r.arrival_date:%Y-%m-%d %H:%M}" if r.arrival_date else "-",
+                r.source_ip or "-",
+                r.reported_domain or "-",
+                r.auth_failure or "-",
+                r.original_mail_from or "-",
+                (r.subject or "-")[:60],
+            )
+            for r in rows
+        ],
+    )
 
 
 @dmarc.command("quarantine")
@@ -148,10 +166,16 @@ def failures_cmd(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Destination file for --export.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
+@click.option("--force", is_flag=True, help="Let --export overwrite an existing file.")
+@json_option("Print a JSON list on stdout.")
 @pass_app
 def quarantine_cmd(
-    app: AppContext, limit: int, export_id: int | None, export_to: Path | None, as_json: bool
+    app: AppContext,
+    limit: int,
+    export_id: int | None,
+    export_to: Path | None,
+    force: bool,
+    as_json: bool,
 ) -> None:
     """List refused inputs (newest first) with their reasons; export one for inspection.
 
@@ -165,16 +189,21 @@ def quarantine_cmd(
     if export_id is not None:
         if export_to is None:
             raise click.UsageError("--export needs --to FILE")
-        data = quarantine.raw_bytes(app.engine(), export_id)
+        if export_to.exists() and not force:
+            raise ConfigError(f"{export_to} already exists; use --force to overwrite it")
+        data = quarantine.raw_bytes(app.engine(readonly=True), export_id)
         if data is None:
             raise ConfigError(
                 f"quarantine entry {export_id} has no stored bytes (unknown id, or too large "
                 "to keep); see `inboxops dmarc quarantine`"
             )
         export_to.write_bytes(data)
-        click.echo(f"wrote {len(data)} bytes to {export_to}")
+        if as_json:
+            app.print_json({"id": export_id, "bytes": len(data), "path": str(export_to)})
+        else:
+            say(app.console, f"wrote {len(data)} bytes to {export_to}")
         return
-    items = quarantine.entries(app.engine(), limit)
+    items = quarantine.entries(app.engine(readonly=True), limit)
     if as_json:
         app.print_json(
             [
@@ -191,11 +220,20 @@ def quarantine_cmd(
         )
         return
     if not items:
-        app.console.print("quarantine is empty")
+        say(app.console, "quarantine is empty")
         return
-    table = Table(title="Quarantined inputs (newest first)")
-    for col in ("id", "stored", "source", "reason", "bytes"):
-        table.add_column(col, overflow="fold")
-    for e in items:
-        table.add_row(str(e.id), f"{e.stored_at:%Y-%m-%d %H:%M}", e.source, e.reason, str(e.size))
-    app.console.print(table)
+    print_table(
+        app.console,
+        "Quarantined inputs (newest first)",
+        [
+            Col("id", "number"),
+            Col("stored", "key"),
+            Col("source"),
+            Col("reason"),
+            Col("bytes", "number"),
+        ],
+        [
+            (str(e.id), f"{e.stored_at:%Y-%m-%d %H:%M}", e.source, e.reason, str(e.size))
+            for e in items
+        ],
+    )

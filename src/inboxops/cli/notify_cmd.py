@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import click
 
-from inboxops.cli.context import AppContext
+from inboxops.cli.context import AppContext, json_option, pass_app
 from inboxops.errors import ConfigError
-
-pass_app = click.make_pass_decorator(AppContext)
 
 TEST_TITLE = "inboxops test alert"
 
@@ -23,13 +21,14 @@ def notify() -> None:
 
 
 @notify.command("test")
-@click.option("--json", "as_json", is_flag=True, help="Print the channels reached as JSON.")
+@json_option("Print the channels reached (or the failure) as JSON.")
 @pass_app
 def test_cmd(app: AppContext, as_json: bool) -> None:
     """Send a test alert to every configured channel.
 
     Exit 0 when every channel accepted it, 1 when one failed (the message says which and why),
-    2 when no channel is configured.
+    2 when no channel is configured. With --json the result is a JSON object either way:
+    {"sent": [...]} or {"error": "...", "exit_code": 1, "sent": [...], "failed": [...]}.
     """
     from inboxops.notify import NO_CHANNEL, channels_configured, send_alert
     from inboxops.notify.telegram import escape_html
@@ -44,6 +43,6 @@ def test_cmd(app: AppContext, as_json: bool) -> None:
     )
     sent = send_alert(settings, TEST_TITLE, body_html, text)
     if as_json:
-        app.print_json({"sent": sent})
+        app.print_json({"sent": sent, "failed": []})
     else:
         click.echo(f"test alert delivered to: {', '.join(sent)}")

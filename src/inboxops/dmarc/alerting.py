@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from inboxops.config import Settings
 from inboxops.dmarc import alert_state, rules, summary
-from inboxops.dmarc.summary import Window
+from inboxops.window import Window
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +40,17 @@ def check(
     *,
     dry_run: bool,
     now: datetime | None = None,
+    domain: str | None = None,
 ) -> AlertRun:
-    """Evaluate the rules over ``window``; send to every configured channel unless ``dry_run``."""
+    """Evaluate the rules over ``window`` (only reports about ``domain`` and its subdomains,
+    when given); send to every configured channel unless ``dry_run``."""
     from inboxops.notify import channels_configured, send_alert
 
-    stats = summary.ip_stats(engine, window, settings.own_ips)
-    if settings.domains:
-        wanted = set(settings.domains)
+    stats = summary.ip_stats(engine, window, settings.dmarc.own_ips, domain)
+    if settings.dmarc.domains:
+        wanted = set(settings.dmarc.domains)
         stats = [s for s in stats if not s.domains or wanted.intersection(s.domains)]
-    alerts = rules.evaluate(stats, settings.alerts)
+    alerts = rules.evaluate(stats, settings.dmarc.alerts)
     run = AlertRun(window, alerts)
     if dry_run:
         log.info("event=alert_check alerts=%d dry_run=true", len(alerts))
@@ -64,7 +66,7 @@ def check(
         return run
     now = now or window.until
     previous = alert_state.load(engine)
-    repeat = timedelta(hours=settings.alerts.repeat_hours)
+    repeat = timedelta(hours=settings.dmarc.alerts.repeat_hours)
     due = [a for a in alerts if rules.due(a, previous.get((a.kind, a.ip)), now, repeat)]
     run.suppressed = [a for a in alerts if a not in due]
     current = {(a.kind, a.ip) for a in alerts}

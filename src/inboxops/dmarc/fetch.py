@@ -23,7 +23,7 @@ from typing import Any
 
 from inboxops.config import ImapSettings
 from inboxops.dmarc.ingest import Ingestor, IngestStats
-from inboxops.errors import ImapError
+from inboxops.errors import ConfigError, ImapError
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +229,28 @@ def _close(conn: imaplib.IMAP4) -> None:
             log.debug("event=imap_close_failed")
 
 
+def check_plaintext(imap: ImapSettings) -> None:
+    """Refuse to send the password in clear to another machine unless told to, then warn.
+
+    ``security = "none"`` is meant for a Dovecot on loopback; pointed at a real host it would
+    hand the mailbox password to anyone on the path, so it needs ``allow_plaintext = true``
+    and is logged as a warning on every run (cron mails it).
+    """
+    if imap.security != "none" or imap.loopback:
+        return
+    if not imap.allow_plaintext:
+        raise ConfigError(
+            f'[dmarc.imap] security = "none" would send the IMAP password in clear to '
+            f"{imap.host}; use ssl or starttls, or set [dmarc.imap] allow_plaintext = true "
+            "(INBOXOPS_IMAP_ALLOW_PLAINTEXT=true) if the network to it is trusted"
+        )
+    log.warning(
+        "event=imap_plaintext host=%s warning=password_sent_in_clear "
+        "setting=[dmarc.imap].allow_plaintext",
+        imap.host,
+    )
+
+
 def fetch_reports(
     imap: ImapSettings,
     ingestor: Ingestor,
@@ -240,6 +262,7 @@ def fetch_reports(
     sleep: Callable[[float], None] = time.sleep,
 ) -> FetchStats:
     """Ingest the folder's UNSEEN (or all) messages; flag/move each only after its commit."""
+    check_plaintext(imap)
     stats = FetchStats()
     session = _Session(imap)
     try:

@@ -19,8 +19,8 @@ from typing import IO, Any
 from inboxops.config import Limits
 from inboxops.dmarc.model import FailureReport, TlsReport
 from inboxops.dmarc.parse import AggregateParser, ReportStream
-from inboxops.dmarc.store import Sink
-from inboxops.dmarc.unpack import NotAReport, Payload, Unpacker
+from inboxops.dmarc.store import AggregateResult, Sink
+from inboxops.dmarc.unpack import NotAReport, Payload, Unpacker, file_named_like_report
 from inboxops.errors import ParseError, StorageError
 
 log = logging.getLogger(__name__)
@@ -32,14 +32,27 @@ class Failed:
     reason: str
 
 
+@dataclass(frozen=True)
+class Conflict:
+    """A second, different report under a stored report's key: the first copy was kept."""
+
+    org_name: str
+    report_id: str
+    stored_source: str | None
+    source: str
+
+
 @dataclass
 class IngestStats:
     """Counts of one run; ``--json`` prints :meth:`as_json` (a public contract)."""
 
     reports_new: int = 0
     reports_known: int = 0
+    reports_replaced: int = 0  # a stored copy recovered from malformed XML, replaced by a clean one
+    reports_conflicting: int = 0  # same key, different content: kept the first, see `conflicts`
     records: int = 0
     records_dropped: int = 0
+    records_dropped_by_reason: dict[str, int] = field(default_factory=dict)
     messages: int = 0
     tls_reports_new: int = 0
     tls_reports_known: int = 0
@@ -48,24 +61,55 @@ class IngestStats:
     not_reports: int = 0
     quarantined: int = 0
     failed: list[Failed] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
 
     def add(self, other: IngestStats) -> None:
         for name, value in vars(other).items():
-            if name == "failed":
-                self.failed.extend(other.failed)
+            mine = getattr(self, name)
+            if isinstance(mine, list):
+                mine.extend(value)
+            elif isinstance(mine, dict):
+                for k, n in value.items():
+                    mine[k] = mine.get(k, 0) + n
             else:
-                setattr(self, name, getattr(self, name) + value)
+                setattr(self, name, mine + value)
 
     @property
     def stored_anything(self) -> bool:
+        """Something of this input is now in the database (so an IMAP message may be flagged)."""
         return bool(
-            self.reports_new + self.reports_known + self.tls_reports_new + self.tls_reports_known
-        ) or bool(self.failure_reports_new + self.failure_reports_known + self.quarantined)
+            self.reports_new
+            + self.reports_known
+            + self.reports_replaced
+            + self.reports_conflicting
+            + self.tls_reports_new
+            + self.tls_reports_known
+            + self.failure_reports_new
+            + self.failure_reports_known
+            + self.quarantined
+        )
 
     def as_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["failed"] = [asdict(f) for f in self.failed]
-        return out
+        return asdict(self)
+
+    def count(self, result: AggregateResult) -> None:
+        """Account for one aggregate report's committed outcome."""
+        if result.outcome in ("new", "replaced"):
+            if result.outcome == "new":
+                self.reports_new += 1
+            else:
+                self.reports_replaced += 1
+            self.records += result.records
+            self.records_dropped += result.dropped
+            for reason, n in result.drop_reasons.items():
+                self.records_dropped_by_reason[reason] = (
+                    self.records_dropped_by_reason.get(reason, 0) + n
+                )
+            self.messages += result.messages
+        elif result.outcome == "known":
+            self.reports_known += 1
+        else:
+            self.reports_conflicting += 1
 
 
 class Ingestor:
@@ -79,16 +123,21 @@ class Ingestor:
     # -- entry points -------------------------------------------------------------------------
 
     def ingest_bytes(self, data: bytes, source: str) -> IngestStats:
-        """One file's or one mail's bytes; every report in it is committed before returning."""
+        """One mail's (or blob's) bytes; every report in it is committed before returning.
+
+        Content alone decides here: ordinary mail in a mailbox is "not a report".
+        """
         stats = IngestStats()
         if len(data) > self.limits.max_input_bytes:
             self._refuse(stats, source, self._too_big(len(data)), data, len(data))
             return stats
-        self._run(stats, io.BytesIO(data), source, lambda: data, len(data))
+        self._run(stats, io.BytesIO(data), source, lambda: data, len(data), named_like=False)
+        self.sink.flush()
         return stats
 
-    def ingest_file(self, path: Path) -> IngestStats:
-        stats = IngestStats()
+    def ingest_file(self, path: Path, stats: IngestStats | None = None) -> IngestStats:
+        """One file. Its name counts too: ``report.xml`` that holds no report is a refusal."""
+        stats = stats if stats is not None else IngestStats()
         source = str(path)
         try:
             size = path.stat().st_size
@@ -96,7 +145,8 @@ class Ingestor:
                 self._refuse(stats, source, self._too_big(size), None, size)
                 return stats
             with path.open("rb") as fh:
-                self._run(stats, fh, source, path.read_bytes, size)
+                named = file_named_like_report(path.name)
+                self._run(stats, fh, source, path.read_bytes, size, named_like=named)
         except OSError as exc:
             stats.failed.append(Failed(source, f"cannot read file: {exc.strerror or exc}"))
         return stats
@@ -104,11 +154,12 @@ class Ingestor:
     def ingest_paths(
         self, paths: Iterable[Path], progress: Callable[[int, int], None] | None = None
     ) -> IngestStats:
+        """Files and directories; outcomes are final once this returns (groups committed)."""
         files = sorted(expand_paths(paths))
         total = IngestStats()
         with self.sink.session():
             for i, path in enumerate(files, 1):
-                total.add(self.ingest_file(path))
+                self.ingest_file(path, total)
                 if progress is not None:
                     progress(i, len(files))
         return total
@@ -122,11 +173,26 @@ class Ingestor:
         source: str,
         raw: Callable[[], bytes],
         size: int,
+        *,
+        named_like: bool,
     ) -> None:
+        def refuse(reason: str) -> None:
+            self._refuse(stats, source, reason, raw(), size)
+
         try:
             for payload in self.unpacker.payloads(stream, source):
-                self._payload(stats, payload)
-        except NotAReport:
+                self._payload(stats, payload, refuse)
+        except NotAReport as exc:
+            if named_like:
+                detail = str(exc).rpartition(": ")[2] or "no report inside"
+                self._refuse(
+                    stats,
+                    source,
+                    f"named like a report but holds none ({detail})",
+                    raw(),
+                    size,
+                )
+                return
             log.info("event=not_a_report source=%s", source)
             stats.not_reports += 1
         except ParseError as exc:
@@ -136,16 +202,16 @@ class Ingestor:
         except (RecursionError, MemoryError, UnicodeError, LookupError, ValueError) as exc:
             # A defect of ours or a library's on odd input must not abort the batch: the input
             # is quarantined like any other refusal, with the traceback in the log for a report.
-            log.error("event=parser_defect source=%s error=%r", source, exc, exc_info=True)
+            log.error("event=parser_defect source=%s error=%s", source, repr(exc), exc_info=True)
             reason = f"unexpected {type(exc).__name__} while parsing; please report this input"
             self._refuse(stats, source, reason, raw(), size)
 
-    def _payload(self, stats: IngestStats, payload: Payload) -> None:
+    def _payload(self, stats: IngestStats, payload: Payload, refuse: Callable[[str], None]) -> None:
         if payload.kind == "xml" and payload.stream is not None:
             parser = AggregateParser(
                 payload.stream, source=payload.name, max_records=self.limits.max_records
             )
-            self._aggregate(stats, parser, payload.name)
+            self._aggregate(stats, parser, payload.name, refuse)
         elif payload.kind == "json" and payload.stream is not None:
             from inboxops.dmarc.tlsrpt import parse_tls_report
 
@@ -157,23 +223,30 @@ class Ingestor:
             report = parse_failure_report(payload.message, source=payload.name)
             self._failure(stats, report, payload.name)
 
-    def _aggregate(self, stats: IngestStats, parser: ReportStream, name: str) -> None:
-        result = self.sink.aggregate(parser, name)
-        if result.outcome == "new":
-            stats.reports_new += 1
-            stats.records += result.records
-            stats.records_dropped += result.dropped
-            stats.messages += result.messages
-        else:
-            stats.reports_known += 1
-        log.info(
-            "event=aggregate outcome=%s org=%s report_id=%s records=%d source=%s",
-            result.outcome,
-            result.meta.org_name,
-            result.meta.report_id,
-            result.records,
-            name,
-        )
+    def _aggregate(
+        self,
+        stats: IngestStats,
+        parser: ReportStream,
+        name: str,
+        refuse: Callable[[str], None],
+    ) -> None:
+        def done(result: AggregateResult) -> None:
+            stats.count(result)
+            if result.outcome == "conflicting":
+                meta = result.meta
+                stats.conflicts.append(
+                    Conflict(meta.org_name, meta.report_id, result.stored_source, name)
+                )
+            log.info(
+                "event=aggregate outcome=%s org=%s report_id=%s records=%d source=%s",
+                result.outcome,
+                result.meta.org_name,
+                result.meta.report_id,
+                result.records,
+                name,
+            )
+
+        self.sink.aggregate(parser, name, done, refuse)
 
     def _tls(self, stats: IngestStats, report: TlsReport, name: str) -> None:
         if self.sink.tls(report, name) == "new":

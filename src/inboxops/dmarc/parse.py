@@ -29,10 +29,25 @@ from inboxops.dmarc import align
 from inboxops.dmarc.model import AuthResult, Record, ReportMeta
 from inboxops.dmarc.unpack import NotAReport
 from inboxops.errors import HostileInputError, ParseError
+from inboxops.untrusted import one_line
 
 _TAGS = ("{*}report_metadata", "{*}policy_published", "{*}record", "{*}version")
 _HOSTILE_MARKERS = ("ERR_RESOURCE_LIMIT", "Excessive depth", "Huge input", "xmlSAX2Characters")
 _MAX_TEXT = 1024  # longest value we keep from one field; reports have no business exceeding it
+MAX_KEY = 1024  # longest org_name / report_id accepted: longer is refused, never cut
+RECOVERED = "recovered from malformed XML"
+
+
+class Drop:
+    """Why one ``<record>`` was unusable, with the offending value for the report's errors."""
+
+    __slots__ = ("reason", "value")
+
+    def __init__(self, reason: str, value: str) -> None:
+        self.reason = reason
+        self.value = value
+
+
 _MAX_COUNT = 2**40  # per record; keeps sums over millions of records inside BIGINT
 _MAX_PENDING = 20_000  # records buffered while waiting for late metadata
 
@@ -97,7 +112,13 @@ class ReportStream(Protocol):
     def dropped(self) -> int: ...
 
     @property
+    def drop_reasons(self) -> dict[str, int]: ...
+
+    @property
     def sha256(self) -> str: ...
+
+    @property
+    def recovered(self) -> bool: ...
 
     def read_meta(self) -> ReportMeta: ...
 
@@ -128,6 +149,8 @@ class AggregateParser:
         self.source = source
         self.max_records = max_records
         self.dropped = 0
+        self.drop_reasons: dict[str, int] = {}  # why records were dropped -> how many
+        self._drop_examples: dict[str, str] = {}
         self.seen = 0
         self._reader = _HashingReader(stream)
         self._context: Any = etree.iterparse(
@@ -151,6 +174,11 @@ class AggregateParser:
     @property
     def sha256(self) -> str:
         return self._reader.sha.hexdigest()
+
+    @property
+    def recovered(self) -> bool:
+        """libxml2 repaired the XML (final once :meth:`records` is exhausted)."""
+        return self._meta is not None and any(RECOVERED in e for e in self._meta.errors)
 
     # -- metadata -----------------------------------------------------------------------------
 
@@ -187,6 +215,10 @@ class AggregateParser:
             if root is not None and not self._checked_doctype:
                 self._check_doctype(root)
             self._finish_errors()
+            if self._pending or (root is not None and _local(root.tag) == "feedback"):
+                raise ParseError(
+                    "DMARC aggregate report has no report_metadata", source=self.source
+                )
             raise NotAReport(f"{self.source}: XML is not a DMARC aggregate report")
         self._meta = self._build_meta()
         return self._meta
@@ -204,7 +236,9 @@ class AggregateParser:
             elif name == "error":
                 if text := _text(child):
                     errors.append(text)
-            elif name in ("org_name", "email", "extra_contact_info", "report_id", "generator"):
+            elif name in ("org_name", "report_id"):
+                f[name] = (child.text or "").strip()  # keys: never cut (checked in _build_meta)
+            elif name in ("email", "extra_contact_info", "generator"):
                 f[name] = _text(child)
 
     def _take_policy(self, el: Any) -> None:
@@ -220,12 +254,25 @@ class AggregateParser:
         errors: list[str] = list(f.get("errors", []))
         email = f.get("email") or None
         org = (f.get("org_name") or "").strip()
+        report_id = (f.get("report_id") or "").strip()
+        if not org and not report_id:
+            raise ParseError(
+                "report has neither org_name nor report_id, so it cannot be told apart from "
+                "any other report; refused rather than stored under an invented key",
+                source=self.source,
+            )
+        for what, value in (("org_name", org), ("report_id", report_id)):
+            if len(value) > MAX_KEY:
+                raise ParseError(
+                    f"{what} is {len(value)} characters long, over {MAX_KEY}; refused rather "
+                    "than cut (a cut key could merge two reports)",
+                    source=self.source,
+                )
         if not org:
             org = email.rpartition("@")[2].strip(" <>") if email and "@" in email else ""
             org = org or "unknown"
         domain = (f.get("pp_domain") or "").lower().strip(".") or None
         begin, end = _epoch(f.get("begin", "")), _epoch(f.get("end", ""))
-        report_id = (f.get("report_id") or "").strip()
         if not report_id:
             stamp = (
                 f"{int(begin.timestamp()) if begin else ''}-{int(end.timestamp()) if end else ''}"
@@ -242,8 +289,8 @@ class AggregateParser:
             return value.lower() or None
 
         return ReportMeta(
-            org_name=org[:255],
-            report_id=report_id[:255],
+            org_name=org,
+            report_id=report_id,
             email=email,
             extra_contact_info=f.get("extra_contact_info") or None,
             begin=begin,
@@ -279,6 +326,7 @@ class AggregateParser:
                     yield self._finalise(record, meta)
             self._free(el)
         self._finish_errors()
+        self._note_drops()
 
     def _finalise(self, record: Record, meta: ReportMeta) -> Record:
         if record.policy_dkim is not None and record.policy_spf is not None:
@@ -309,8 +357,11 @@ class AggregateParser:
             )
         record = _record(el)
         self._free(el)
-        if record is None:
+        if isinstance(record, Drop):
             self.dropped += 1
+            self.drop_reasons[record.reason] = self.drop_reasons.get(record.reason, 0) + 1
+            self._drop_examples.setdefault(record.reason, record.value)
+            return None
         return record
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -351,13 +402,25 @@ class AggregateParser:
             )
         raise ParseError(f"XML cannot be parsed ({message})", source=self.source)
 
+    def _note_drops(self) -> None:
+        """Say in the report's errors why records were dropped (counted per reason)."""
+        if not self.drop_reasons or self._meta is None:
+            return
+        parts = [
+            f"{reason} ({n}, e.g. {one_line(self._drop_examples[reason], 60)!r})"
+            for reason, n in sorted(self.drop_reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+        note = f"dropped {self.dropped} unusable record(s): " + "; ".join(parts)
+        self._meta.errors[:] = [e for e in self._meta.errors if not e.startswith("dropped ")]
+        self._meta.errors.append(note)
+
     def _finish_errors(self) -> None:
         """Record what libxml2 had to repair, once, in the report's errors."""
         log = getattr(self._context, "error_log", None)
         if not log or self._meta is None:
             return
         first = log[0]
-        note = f"recovered from malformed XML: {first.message.strip()} (line {first.line})"
+        note = f"{RECOVERED}: {first.message.strip()} (line {first.line})"
         if len(log) > 1:
             note += f" and {len(log) - 1} more issue(s)"
         if note not in self._meta.errors:
@@ -372,8 +435,8 @@ class AggregateParser:
                 del parent[0]
 
 
-def _record(el: Any) -> Record | None:
-    """One ``<record>`` element -> Record, or None when it has no usable source IP or count.
+def _record(el: Any) -> Record | Drop:
+    """One ``<record>`` element -> Record, or a :class:`Drop` saying why it is unusable.
 
     The hot loop of a 100,000-record report: tag names come from the memo dict directly and
     short values are stripped inline (every value is cut to its column length below anyway).
@@ -421,11 +484,15 @@ def _record(el: Any) -> Record | None:
                 if result is not None:
                     auth.append(result)
     source_ip = _ip(ip)
-    if source_ip is None or not _digits(count_text):
-        return None
+    if source_ip is None:
+        return Drop("source_ip missing" if not ip else "source_ip is not an IP address", ip)
+    if not _digits(count_text):
+        return Drop(
+            "count missing" if not count_text else "count is not a whole number", count_text
+        )
     count = int(count_text)
     if count > _MAX_COUNT:
-        return None
+        return Drop("count is implausibly large", count_text)
     # Lengths match the columns (storage/models.py): a reporter's garbage must not fail a batch.
     return Record(
         source_ip=source_ip,

@@ -8,33 +8,67 @@ lives here, next to the columns it mirrors (``storage/models.py``).
 
 from __future__ import annotations
 
+import hashlib
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, String, Table
+from sqlalchemy import Column, Connection, String, Table
 
 from inboxops.dmarc.model import Record, ReportMeta
 from inboxops.storage.models import dmarc_auth_results, dmarc_records, dmarc_reports
+from inboxops.storage.text import CleanJSON, CleanString, CleanText, clean_json, clean_row
 
 RECORD_COLS = [c.name for c in dmarc_records.columns]
 AUTH_COLS = [c.name for c in dmarc_auth_results.columns]
+
+
+def _text_indexes(columns: Sequence[Column[Any]]) -> tuple[int, ...]:
+    """Positions of the text columns, whose values storage/text.py cleans."""
+    return tuple(
+        i for i, c in enumerate(columns) if isinstance(c.type, CleanString | CleanText | CleanJSON)
+    )
+
+
+RECORD_TEXT = _text_indexes(list(dmarc_records.columns))
+AUTH_TEXT = _text_indexes(list(dmarc_auth_results.columns))
+
+
+def report_key(org_name: str, report_id: str) -> str:
+    """The idempotency key of a report: a digest of the *full* org_name and report_id."""
+    return hashlib.sha256(f"{org_name}\x00{report_id}".encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def window_at(begin: datetime | None, end: datetime | None) -> datetime | None:
+    """The instant that places a report in a window: the midpoint of its date range.
+
+    A daily report from 00:00 to 24:00 counts on its day, not on the next one too; a report
+    with no end (or an end before its begin) counts at its begin.
+    """
+    if begin is None:
+        return end
+    if end is None or end < begin:
+        return begin
+    return begin + (end - begin) / 2
 
 
 def now() -> datetime:
     return datetime.now(UTC)
 
 
-def meta_values(raw: Raw, meta: ReportMeta, source: str) -> list[Any]:
+def meta_values(
+    raw: Raw, meta: ReportMeta, source: str, *, sha256: str = "", recovered: bool = False
+) -> list[Any]:
     row = {
+        "report_key": report_key(meta.org_name, meta.report_id),
         "org_name": meta.org_name,
         "report_id": meta.report_id,
         "email": meta.email,
         "extra_contact_info": meta.extra_contact_info,
         "begin_at": raw.dt(meta.begin),
         "end_at": raw.dt(meta.end),
+        "window_at": raw.dt(window_at(meta.begin, meta.end)),
         "version": meta.version,
         "generator": meta.generator,
         "domain": meta.domain,
@@ -47,19 +81,21 @@ def meta_values(raw: Raw, meta: ReportMeta, source: str) -> list[Any]:
         "fo": meta.fo,
         "testing": meta.testing,
         "discovery_method": meta.discovery_method,
-        "errors": raw.json(list(meta.errors)),
+        "errors": raw.json(clean_json(list(meta.errors))),
         "record_count": 0,
         "message_count": 0,
         "dropped_records": 0,
         "source": source,
-        "sha256": "",
+        "sha256": sha256,
+        "recovered": recovered if raw.pg else int(recovered),
         "stored_at": raw.dt(now()),
     }
-    return [_fit(c, row[c]) for c in REPORT_COLS]
+    return list(clean_row([_fit(c, row[c]) for c in REPORT_COLS], REPORT_TEXT))
 
 
 def _fit(column: str, value: Any) -> Any:
-    """Cut text to its column's length: PostgreSQL refuses what SQLite would silently keep."""
+    """Cut display text to its column's length (PostgreSQL refuses what SQLite keeps). Keys
+    are not among them: org_name and report_id are unbounded, and keyed by digest."""
     limit = REPORT_LENGTHS.get(column)
     if limit and isinstance(value, str) and len(value) > limit:
         return value[:limit]
@@ -73,7 +109,7 @@ def record_rows(
     rec_rows: list[tuple[Any, ...]] = []
     auth_rows: list[tuple[Any, ...]] = []
     for i, r in enumerate(records, start):
-        reasons = json.dumps([list(x) for x in r.reasons]) if r.reasons else None
+        reasons = json.dumps([list(x) for x in r.reasons]) if r.reasons else None  # text
         rec_rows.append(
             (
                 report_pk,
@@ -96,7 +132,10 @@ def record_rows(
             auth_rows.append(
                 (report_pk, i, j, a.method, a.domain, a.selector, a.result, a.scope, a.human_result)
             )
-    return rec_rows, auth_rows
+    return (
+        [clean_row(row, RECORD_TEXT) for row in rec_rows],
+        [clean_row(row, AUTH_TEXT) for row in auth_rows],
+    )
 
 
 class Raw:
@@ -137,6 +176,23 @@ class Raw:
         finally:
             cur.close()
 
+    def row(self, text: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        cur = self.raw.cursor()
+        try:
+            cur.execute(self.sql(text), params)
+            found = cur.fetchone()
+            return tuple(found) if found is not None else None
+        finally:
+            cur.close()
+
+    def all(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        cur = self.raw.cursor()
+        try:
+            cur.execute(self.sql(text), params)
+            return [tuple(r) for r in cur.fetchall()]
+        finally:
+            cur.close()
+
     def run(self, text: str, params: Sequence[Any]) -> None:
         cur = self.raw.cursor()
         try:
@@ -161,30 +217,63 @@ class Raw:
             cur.close()
 
 
-def driver_errors(pg: bool) -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
-    """(integrity errors, all errors) of the driver in use: the raw hot path raises the
-    driver's own exceptions, which SQLAlchemy does not wrap. psycopg is imported only for
-    PostgreSQL, so SQLite runs (and --dry-run) never need it."""
-    if not pg:
-        return (sqlite3.IntegrityError,), (sqlite3.Error,)
-    import psycopg
-
-    return (psycopg.IntegrityError,), (psycopg.Error,)
-
-
 REPORT_COLS = [c.name for c in dmarc_reports.columns if c.name != "id"]
+REPORT_TEXT = _text_indexes([c for c in dmarc_reports.columns if c.name != "id"])
 REPORT_LENGTHS = {
     c.name: c.type.length
     for c in dmarc_reports.columns
     if isinstance(c.type, String) and c.type.length
 }
-FIND_SQL = "SELECT id FROM dmarc_reports WHERE org_name = ? AND report_id = ?"
+FIND_SQL = "SELECT id, sha256, recovered, source FROM dmarc_reports WHERE report_key = ?"
 INSERT_SQL = (
     f"INSERT INTO dmarc_reports ({', '.join(REPORT_COLS)}) "
     f"VALUES ({', '.join('?' for _ in REPORT_COLS)}) "
-    "ON CONFLICT (org_name, report_id) DO NOTHING RETURNING id"
+    "ON CONFLICT (report_key) DO NOTHING RETURNING id"
 )
 FINISH_SQL = (
     "UPDATE dmarc_reports SET errors = ?, record_count = ?, message_count = ?, "
-    "dropped_records = ?, sha256 = ? WHERE id = ?"
+    "dropped_records = ?, sha256 = ?, recovered = ? WHERE id = ?"
 )
+# Replacing a recovered copy with a clean one: its children go, the report row is rewritten.
+REPLACE_SQL = f"UPDATE dmarc_reports SET {', '.join(f'{c} = ?' for c in REPORT_COLS)} WHERE id = ?"
+DELETE_CHILDREN_SQL = (
+    "DELETE FROM dmarc_auth_results WHERE report_pk = ?",
+    "DELETE FROM dmarc_records WHERE report_pk = ?",
+)
+CONTENT_RECORD_SQL = (
+    "SELECT seq, source_ip, count, disposition, policy_dkim, policy_spf, header_from, "
+    "envelope_from, envelope_to, reasons, dkim_aligned, spf_aligned FROM dmarc_records "
+    "WHERE report_pk = ?"
+)
+CONTENT_AUTH_SQL = (
+    "SELECT record_seq, seq, method, domain, selector, result, scope, human_result "
+    "FROM dmarc_auth_results WHERE report_pk = ?"
+)
+
+
+def content_digest(records: Sequence[Sequence[Any]], auth: Sequence[Sequence[Any]]) -> str:
+    """A digest of a report's content as stored: records with their auth results, in any
+    order, independent of driver representations (booleans, JSON as text or as lists).
+
+    Rows are (seq, values...) for records and (record_seq, seq, values...) for auth results,
+    exactly as :func:`record_rows` writes them (minus the report key) or as read back.
+    """
+    by_record: dict[Any, list[str]] = {}
+    for row in auth:
+        by_record.setdefault(row[0], []).append(json.dumps([_canon(v) for v in row[2:]]))
+    items = sorted(
+        json.dumps([_canon(v) for v in row[1:]]) + "|" + "|".join(sorted(by_record.get(row[0], [])))
+        for row in records
+    )
+    return hashlib.sha256("\n".join(items).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _canon(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value

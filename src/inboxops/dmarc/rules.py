@@ -151,7 +151,9 @@ def due(alert: Alert, previous: Sent | None, now: datetime, repeat: timedelta) -
 
 def _reporters(a: Alert) -> str:
     more = f" and {len(a.orgs) - 5} more" if len(a.orgs) > 5 else ""
-    return f"Reported by {', '.join(a.orgs[:5]) or 'no named organisation'}{more}."
+    names = ", ".join(a.orgs[:5]) or "no named organisation"
+    text = f"Reported by {names}{more}"
+    return text if text.endswith(".") else text + "."  # "Test Inc." ends the sentence itself
 
 
 def headline(a: Alert) -> str:

@@ -1,14 +1,25 @@
-"""Writes parsed reports: one transaction per report, idempotent by natural key.
+"""Writes parsed reports: atomic per report, idempotent by key, in short transactions.
 
-* Aggregate reports are keyed ``(org_name, report_id)``: the report row is inserted with
-  ``ON CONFLICT DO NOTHING``, so one statement tells a new report from a known one, and two
-  processes racing on the same report cannot both store it.
-* Records go in batches through the driver directly (SQLite ``executemany``, PostgreSQL ``COPY``):
-  the ORM's per-row overhead would cost most of the ingestion budget.
-* Nothing is committed until the last record of a report is stored; a crash, a bomb detected
-  half-way or a truncated archive leaves no trace but the quarantine entry.
+* Aggregate reports are keyed by ``report_key`` (a digest of the full org_name and report_id):
+  ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` tells a new report from a stored one in one
+  statement, and two processes racing on a report cannot both store it. A stored report with
+  different content is resolved in :func:`_resolve_conflict`: identical content is "known",
+  a copy that libxml2 had to repair is replaced by a clean one, anything else is
+  "conflicting" (kept as first stored, reported with both sources).
+* Records go in batches through the driver (SQLite ``executemany``, PostgreSQL ``COPY``).
+* Small reports (up to ``BATCH`` records, nearly all of them) are parsed whole *before* any
+  transaction opens and, in a file import's :meth:`DatabaseSink.session`, written in groups:
+  one short transaction per group, a SAVEPOINT per report, keys sorted so two writers on
+  PostgreSQL always lock in the same order (no deadlock), the whole group retried on a
+  deadlock or a lock timeout. The write lock is therefore free while the next group parses:
+  an hourly ``dmarc fetch`` runs beside a backfill instead of failing with "database is
+  locked". Outcomes are reported (``done``/``refuse`` callbacks) only after commit.
+* A value the database refuses fails only its report (quarantined, the batch goes on); an
+  operational failure (connection lost, disk full) stops the run before anything is marked
+  done, and a rerun stores what the open group held.
+* A larger report is streamed in its own transaction, in constant memory.
 
-:class:`DryRunSink` has the same surface and writes nothing, so ``--dry-run`` needs no driver.
+:mod:`inboxops.dmarc.dryrun` has the same surface, reads the database and writes nothing.
 """
 
 from __future__ import annotations
@@ -16,30 +27,40 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
-from itertools import chain, islice
+from itertools import islice
 from typing import Any, Literal, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, insert, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import Connection, Engine
 
 from inboxops.dmarc.model import FailureReport, Record, ReportMeta, TlsReport
 from inboxops.dmarc.parse import ReportStream
 from inboxops.dmarc.rows import (
     AUTH_COLS,
+    CONTENT_AUTH_SQL,
+    CONTENT_RECORD_SQL,
+    DELETE_CHILDREN_SQL,
     FIND_SQL,
     FINISH_SQL,
     INSERT_SQL,
     RECORD_COLS,
+    REPLACE_SQL,
     Raw,
-    driver_errors,
+    content_digest,
     meta_values,
     now,
     record_rows,
+    report_key,
+    window_at,
 )
-from inboxops.errors import StorageError
+from inboxops.errors import ParseError, RefusedByDatabase, StorageError
+from inboxops.storage.db import (
+    insert_ignoring,
+    is_data_error,
+    retrying,
+    write_transaction,
+)
 from inboxops.storage.models import (
     dmarc_auth_results,
     dmarc_records,
@@ -49,13 +70,16 @@ from inboxops.storage.models import (
     tls_policies,
     tls_reports,
 )
+from inboxops.storage.text import clean_json
 
 log = logging.getLogger(__name__)
 
-BATCH = 5000
+BATCH = 5000  # records per write; also the most a report may have to be parsed whole
+GROUP_REPORTS = 200  # small reports per group transaction
+GROUP_RECORDS = 20_000  # ... or this many records, whichever comes first
 MAX_QUARANTINE_RAW = 32 * 1024 * 1024  # keep raw bytes up to this size; larger: reason only
 
-Outcome = Literal["new", "known"]
+Outcome = Literal["new", "known", "replaced", "conflicting"]
 T = TypeVar("T")
 
 
@@ -67,27 +91,22 @@ class AggregateResult:
     messages: int = 0
     passed: int = 0
     dropped: int = 0
+    drop_reasons: dict[str, int] = field(default_factory=dict)
+    stored_source: str | None = None  # the copy already stored, for "conflicting"
 
 
-@dataclass
-class DryRunReport:
-    """What ``--dry-run`` prints for one aggregate report."""
-
-    org_name: str
-    report_id: str
-    domain: str | None
-    begin: datetime | None
-    end: datetime | None
-    records: int
-    messages: int
-    passed: int
-    errors: list[str] = field(default_factory=list)
+Done = Callable[[AggregateResult], None]
+Refuse = Callable[[str], None]
 
 
 class Sink(Protocol):
-    """Where parsed reports go: the database, or nowhere (dry run)."""
+    """Where parsed reports go: the database, or nowhere (dry run).
 
-    def aggregate(self, parser: ReportStream, source: str) -> AggregateResult: ...
+    ``aggregate`` reports its outcome through ``done`` (or ``refuse`` with a reason when the
+    database refused the report), possibly later, once the report is committed.
+    """
+
+    def aggregate(self, parser: ReportStream, source: str, done: Done, refuse: Refuse) -> None: ...
 
     def tls(self, report: TlsReport, source: str) -> Outcome: ...
 
@@ -97,308 +116,275 @@ class Sink(Protocol):
 
     def session(self) -> AbstractContextManager[None]: ...
 
+    def flush(self) -> None: ...
 
-class _Resumed:
-    """A report stream whose first records were already read (to see if it is small)."""
 
-    def __init__(self, inner: ReportStream, head: list[Record], rest: Iterator[Record]) -> None:
-        self._inner = inner
-        self._head = head
-        self._rest = rest
+@dataclass
+class Parsed:
+    """A small aggregate report, parsed whole and waiting for its group's transaction."""
+
+    meta: ReportMeta
+    records: list[Record]
+    source: str
+    sha256: str
+    recovered: bool
+    dropped: int
+    drop_reasons: dict[str, int]
+    done: Done = field(repr=False, default=lambda _r: None)
+    refuse: Refuse = field(repr=False, default=lambda _r: None)
 
     @property
-    def dropped(self) -> int:
-        return self._inner.dropped
+    def key(self) -> str:
+        return report_key(self.meta.org_name, self.meta.report_id)
 
-    @property
-    def sha256(self) -> str:
-        return self._inner.sha256
+    def result(self, outcome: Outcome) -> AggregateResult:
+        out = AggregateResult(outcome, self.meta, dropped=self.dropped)
+        out.drop_reasons = dict(self.drop_reasons)
+        if outcome in ("new", "replaced"):
+            out.records = len(self.records)
+            out.messages = sum(r.count for r in self.records)
+            out.passed = sum(r.count for r in self.records if r.dkim_aligned or r.spf_aligned)
+        return out
 
-    def read_meta(self) -> ReportMeta:
-        return self._inner.read_meta()
 
-    def records(self) -> Iterator[Record]:
-        return chain(self._head, self._rest)
+def parse_small(parser: ReportStream, source: str) -> tuple[Parsed | None, Iterator[Record]]:
+    """Read up to ``BATCH + 1`` records: a whole small report, or the head of a large one.
+
+    A report whose every record was unusable is refused here, with the reasons.
+    """
+    meta = parser.read_meta()
+    records = parser.records()
+    head = list(islice(records, BATCH + 1))
+    if len(head) > BATCH:
+        return None, _chain(head, records)
+    if not head:
+        why = ", ".join(f"{n} {r}" for r, n in sorted(parser.drop_reasons.items()))
+        raise ParseError(
+            "report has no usable record" + (f" ({why})" if why else " (it lists none)"),
+            source=source,
+        )
+    parsed = Parsed(
+        meta,
+        head,
+        source,
+        parser.sha256,
+        parser.recovered,
+        parser.dropped,
+        dict(parser.drop_reasons),
+    )
+    return parsed, iter(())
+
+
+def _chain(head: list[Record], rest: Iterator[Record]) -> Iterator[Record]:
+    yield from head
+    yield from rest
 
 
 class DatabaseSink:
-    """Stores reports in the database behind ``engine``.
+    """Stores reports in the database behind ``engine`` (see the module docstring).
 
-    Each report is atomic. Outside :meth:`session` each one is its own transaction, committed
-    before the call returns (what IMAP needs: flag only what is committed). Inside a session,
-    used for file imports, commits are grouped every ``group_commit`` reports (on SQLite a
-    commit costs more than parsing a small report): a report small enough to be parsed whole
-    before the first write needs no protection, a larger one, streamed, gets a SAVEPOINT so a
-    bomb or truncation found half-way rolls back only that report. On any error the session
-    rolls back the open group, which a rerun stores again; nothing is marked done.
+    Outside :meth:`session` every report is committed before the call returns (what IMAP
+    needs: flag only what is committed); inside, small reports are grouped.
     """
 
-    def __init__(self, engine: Engine, *, group_commit: int = 500) -> None:
+    def __init__(self, engine: Engine, *, group_reports: int = GROUP_REPORTS) -> None:
         self.engine = engine
-        self.group_commit = group_commit
-        self._conn: Connection | None = None
-        self._in_group = 0
-        pg = engine.dialect.name == "postgresql"
-        integrity, errors = driver_errors(pg)
-        self._integrity: tuple[type[Exception], ...] = (IntegrityError, *integrity)
-        self._errors: tuple[type[Exception], ...] = (SQLAlchemyError, *errors)
+        self.group_reports = group_reports
+        self._grouping = False
+        self._buffer: list[Parsed] = []
+        self._buffered_records = 0
 
     @contextmanager
     def session(self) -> Iterator[None]:
-        """Group the commits of many reports; an error rolls back only the open group."""
-        if self._conn is not None:
+        """Group the small reports of a file import; what is buffered is written at the end."""
+        if self._grouping:
             yield
             return
+        self._grouping = True
         try:
-            conn = self.engine.connect()
-        except SQLAlchemyError as exc:
-            raise _storage_error(exc) from None
-        self._conn = conn
-        try:
-            self._begin(conn)
             yield
-            conn.commit()
-        except BaseException:
-            with suppress(*self._errors):
-                conn.rollback()
-            raise
+            self.flush()
         finally:
-            self._conn = None
-            self._in_group = 0
-            conn.close()
-
-    def _begin(self, conn: Connection) -> None:
-        conn.begin()
-        if conn.dialect.name == "sqlite":
-            # pysqlite opens transactions lazily; without an explicit BEGIN the first RELEASE
-            # would end (commit) the whole transaction.
-            Raw(conn).run("BEGIN", ())
-
-    @contextmanager
-    def _tx(self, *, savepoint: bool = True) -> Iterator[Connection]:
-        """A transaction for one report: its own, or (in a session) a savepoint or nothing."""
-        if self._conn is None:
-            with self.engine.begin() as conn:
-                yield conn
-            return
-        conn = self._conn
-        if savepoint:
-            raw = Raw(conn)
-            raw.run("SAVEPOINT inboxops_report", ())
-            try:
-                yield conn
-            except BaseException:
-                raw.run("ROLLBACK TO SAVEPOINT inboxops_report", ())
-                raw.run("RELEASE SAVEPOINT inboxops_report", ())
-                raise
-            raw.run("RELEASE SAVEPOINT inboxops_report", ())
-        else:
-            yield conn
-        self._in_group += 1
-        if self._in_group >= self.group_commit:
-            conn.commit()
-            self._begin(conn)
-            self._in_group = 0
-
-    def _guard(
-        self,
-        action: Callable[[Connection], T],
-        on_conflict: T,
-        present: Callable[[Connection], bool],
-        *,
-        savepoint: bool = True,
-    ) -> T:
-        """Run ``action`` in a report transaction, mapping driver errors to ours.
-
-        A constraint violation means "another process stored it first" only if the row is
-        there now; anything else (a NOT NULL, a trigger, a check) is a storage failure, and
-        treating it as "known" would flag an IMAP message whose report was never stored.
-        """
-        try:
-            with self._tx(savepoint=savepoint) as conn:
-                return action(conn)
-        except self._integrity as exc:
-            if self._conn is not None and not savepoint:
-                # Nothing was rolled back: a presence check would see our own partial rows.
-                raise _storage_error(exc) from None
-            try:
-                with self._tx() as conn:
-                    stored = present(conn)
-            except self._errors:
-                stored = False
-            if stored:
-                return on_conflict
-            raise _storage_error(exc) from None
-        except self._errors as exc:
-            raise _storage_error(exc) from None
+            self._grouping = False
+            self._buffer = []
+            self._buffered_records = 0
 
     # -- aggregate ----------------------------------------------------------------------------
 
-    def aggregate(self, parser: ReportStream, source: str) -> AggregateResult:
-        meta = parser.read_meta()
-        whole = False
-        if self._conn is not None:
-            # In a session, parse a small report completely before writing anything: a parse
-            # failure then never meets a half-written report, and no savepoint is needed.
-            records = parser.records()
-            head = list(islice(records, BATCH + 1))
-            whole = len(head) <= BATCH
-            parser = _Resumed(parser, head, records)
+    def aggregate(self, parser: ReportStream, source: str, done: Done, refuse: Refuse) -> None:
+        parsed, rest = parse_small(parser, source)
+        if parsed is None:
+            self.flush()
+            done(self._stream(parser, rest, source))
+            return
+        parsed.done, parsed.refuse = done, refuse
+        self._buffer.append(parsed)
+        self._buffered_records += len(parsed.records)
+        if (
+            not self._grouping
+            or len(self._buffer) >= self.group_reports
+            or self._buffered_records >= GROUP_RECORDS
+        ):
+            self.flush()
 
-        def store(conn: Connection) -> AggregateResult:
+    def flush(self) -> None:
+        """Write the buffered reports in one transaction, then report their outcomes."""
+        if not self._buffer:
+            return
+        group = sorted(self._buffer, key=lambda p: p.key)
+        self._buffer = []
+        self._buffered_records = 0
+        outcomes = self._guarded(lambda: self._write_group(group), "report group")
+        for parsed, outcome in outcomes:
+            if isinstance(outcome, AggregateResult):
+                _log_outcome(outcome, parsed.source)
+                parsed.done(outcome)
+            else:
+                parsed.refuse(outcome)
+
+    def _write_group(self, group: list[Parsed]) -> list[tuple[Parsed, AggregateResult | str]]:
+        out: list[tuple[Parsed, AggregateResult | str]] = []
+        with write_transaction(self.engine) as conn:
             raw = Raw(conn)
-            inserted = raw.one(INSERT_SQL, meta_values(raw, meta, source))
-            if inserted is None:  # the unique key exists: stored before, by us or a peer
-                return AggregateResult("known", meta)
-            pk = int(inserted)
-            result = self._write_records(raw, pk, parser, meta)
-            raw.run(
-                FINISH_SQL,
-                (
-                    raw.json(list(meta.errors)),
-                    result.records,
-                    result.messages,
-                    parser.dropped,
-                    parser.sha256,
-                    pk,
-                ),
-            )
-            return result
+            for parsed in group:
+                raw.run("SAVEPOINT inboxops_report", ())
+                try:
+                    result = self._store_parsed(raw, parsed)
+                except Exception as exc:
+                    if not is_data_error(exc):
+                        raise
+                    raw.run("ROLLBACK TO SAVEPOINT inboxops_report", ())
+                    raw.run("RELEASE SAVEPOINT inboxops_report", ())
+                    out.append((parsed, refused_reason(exc)))
+                    continue
+                raw.run("RELEASE SAVEPOINT inboxops_report", ())
+                out.append((parsed, result))
+        return out
 
-        def present(conn: Connection) -> bool:
-            return Raw(conn).one(FIND_SQL, (meta.org_name, meta.report_id)) is not None
+    def _store_parsed(self, raw: Raw, parsed: Parsed) -> AggregateResult:
+        values = meta_values(
+            raw, parsed.meta, parsed.source, sha256=parsed.sha256, recovered=parsed.recovered
+        )
+        inserted = raw.one(INSERT_SQL, values)
+        if inserted is None:
+            return _resolve_conflict(raw, parsed, values)
+        pk = int(inserted)
+        _write_records(raw, pk, parsed.records)
+        _finish(raw, pk, parsed)
+        return parsed.result("new")
 
-        result = self._guard(store, AggregateResult("known", meta), present, savepoint=not whole)
-        if result.outcome == "known":
-            log.info("event=report_known org=%s report_id=%s", meta.org_name, meta.report_id)
-        return result
+    def _stream(self, parser: ReportStream, records: Iterator[Record], source: str) -> Any:
+        """A large report in its own transaction, written as it is parsed."""
+        meta = parser.read_meta()
 
-    @staticmethod
-    def _write_records(
-        writer: Raw, pk: int, parser: ReportStream, meta: ReportMeta
-    ) -> AggregateResult:
-        result = AggregateResult("new", meta)
-        batch: list[Record] = []
-        seq = 0
+        def attempt() -> AggregateResult:
+            with write_transaction(self.engine) as conn:
+                raw = Raw(conn)
+                values = meta_values(raw, meta, source)
+                inserted = raw.one(INSERT_SQL, values)
+                if inserted is None:
+                    drained = list(records)
+                    parsed = Parsed(
+                        meta,
+                        drained,
+                        source,
+                        parser.sha256,
+                        parser.recovered,
+                        parser.dropped,
+                        dict(parser.drop_reasons),
+                    )
+                    return _resolve_conflict(
+                        raw,
+                        parsed,
+                        meta_values(
+                            raw, meta, source, sha256=parser.sha256, recovered=parser.recovered
+                        ),
+                    )
+                pk = int(inserted)
+                result = AggregateResult("new", meta)
+                batch: list[Record] = []
+                seq = 0
+                for record in records:
+                    batch.append(record)
+                    result.messages += record.count
+                    if record.dkim_aligned or record.spf_aligned:
+                        result.passed += record.count
+                    if len(batch) >= BATCH:
+                        _write_batch(raw, pk, seq, batch)
+                        seq += len(batch)
+                        batch = []
+                _write_batch(raw, pk, seq, batch)
+                result.records = seq + len(batch)
+                result.dropped = parser.dropped
+                result.drop_reasons = dict(parser.drop_reasons)
+                raw.run(
+                    FINISH_SQL,
+                    (
+                        raw.json(clean_json(list(meta.errors))),
+                        result.records,
+                        result.messages,
+                        parser.dropped,
+                        parser.sha256,
+                        parser.recovered if raw.pg else int(parser.recovered),
+                        pk,
+                    ),
+                )
+                return result
 
-        def flush() -> None:
-            nonlocal seq, batch
-            rec_rows, auth_rows = record_rows(pk, seq, batch, writer.pg)
-            writer.write(dmarc_records, RECORD_COLS, rec_rows)
-            writer.write(dmarc_auth_results, AUTH_COLS, auth_rows)
-            seq += len(batch)
-            batch = []
-
-        for record in parser.records():
-            batch.append(record)
-            result.messages += record.count
-            if record.dkim_aligned or record.spf_aligned:
-                result.passed += record.count
-            if len(batch) >= BATCH:
-                flush()
-        flush()
-        result.records = seq
-        result.dropped = parser.dropped
+        try:
+            result = attempt()  # not retried: the stream cannot be replayed
+        except (ParseError, StorageError):
+            raise
+        except Exception as exc:
+            if is_data_error(exc):
+                raise RefusedByDatabase(refused_reason(exc), source=source) from None
+            raise _storage_error(exc) from None
+        _log_outcome(result, source)
         return result
 
     # -- TLS and failure reports --------------------------------------------------------------
 
     def tls(self, report: TlsReport, source: str) -> Outcome:
-        def store(conn: Connection) -> Outcome:
-            exists = conn.execute(
-                select(tls_reports.c.id).where(
-                    tls_reports.c.org_name == report.org_name,
-                    tls_reports.c.report_id == report.report_id,
-                )
-            ).first()
-            if exists:
-                return "known"
-            pk = conn.execute(
-                insert(tls_reports)
-                .values(
-                    org_name=report.org_name,
-                    report_id=report.report_id,
-                    begin_at=report.begin,
-                    end_at=report.end,
-                    contact_info=report.contact_info,
-                    source=source,
-                    stored_at=now(),
-                )
-                .returning(tls_reports.c.id)
-            ).scalar_one()
-            self._tls_children(conn, pk, report)
-            return "new"
+        self.flush()
 
-        def present(conn: Connection) -> bool:
-            return _exists(
-                conn,
-                select(tls_reports.c.id).where(
-                    tls_reports.c.org_name == report.org_name,
-                    tls_reports.c.report_id == report.report_id,
-                ),
-            )
+        def write() -> Outcome:
+            with write_transaction(self.engine) as conn:
+                pk = conn.execute(
+                    insert_ignoring(conn, tls_reports, ["report_key"])
+                    .values(
+                        report_key=report_key(report.org_name, report.report_id),
+                        org_name=report.org_name,
+                        report_id=report.report_id,
+                        begin_at=report.begin,
+                        end_at=report.end,
+                        window_at=window_at(report.begin, report.end),
+                        contact_info=report.contact_info,
+                        source=source,
+                        stored_at=now(),
+                    )
+                    .returning(tls_reports.c.id)
+                ).scalar()
+                if pk is None:
+                    return "known"
+                _tls_children(conn, int(pk), report)
+                return "new"
 
-        return self._guard(store, "known", present)
-
-    @staticmethod
-    def _tls_children(conn: Connection, pk: int, report: TlsReport) -> None:
-        policies: list[dict[str, Any]] = []
-        failures: list[dict[str, Any]] = []
-        for i, p in enumerate(report.policies):
-            policies.append(
-                {
-                    "report_pk": pk,
-                    "seq": i,
-                    "policy_type": p.policy_type,
-                    "policy_domain": p.policy_domain,
-                    "policy_strings": list(p.policy_strings),
-                    "mx_hosts": list(p.mx_hosts),
-                    "successful_sessions": p.successful_sessions,
-                    "failed_sessions": p.failed_sessions,
-                }
-            )
-            for j, f in enumerate(p.failures):
-                failures.append(
-                    {
-                        "report_pk": pk,
-                        "policy_seq": i,
-                        "seq": j,
-                        "result_type": f.result_type,
-                        "failed_session_count": f.failed_session_count,
-                        "sending_mta_ip": f.sending_mta_ip,
-                        "receiving_ip": f.receiving_ip,
-                        "receiving_mx_hostname": f.receiving_mx_hostname,
-                        "receiving_mx_helo": f.receiving_mx_helo,
-                        "failure_reason_code": f.failure_reason_code,
-                        "additional_information": f.additional_information,
-                    }
-                )
-        if policies:
-            conn.execute(insert(tls_policies), policies)
-        if failures:
-            conn.execute(insert(tls_failures), failures)
+        return self._guarded(write, "TLS report", source=source)
 
     def failure(self, report: FailureReport, source: str) -> Outcome:
+        self.flush()
         values = {k: getattr(report, k) for k in report.__dataclass_fields__}
 
-        def store(conn: Connection) -> Outcome:
-            exists = conn.execute(
-                select(failure_reports.c.id).where(
-                    failure_reports.c.fingerprint == report.fingerprint
-                )
-            ).first()
-            if exists:
-                return "known"
-            conn.execute(insert(failure_reports).values(source=source, stored_at=now(), **values))
-            return "new"
+        def write() -> Outcome:
+            with write_transaction(self.engine) as conn:
+                pk = conn.execute(
+                    insert_ignoring(conn, failure_reports, ["fingerprint"])
+                    .values(source=source, stored_at=now(), **values)
+                    .returning(failure_reports.c.id)
+                ).scalar()
+                return "known" if pk is None else "new"
 
-        def present(conn: Connection) -> bool:
-            query = select(failure_reports.c.id).where(
-                failure_reports.c.fingerprint == report.fingerprint
-            )
-            return _exists(conn, query)
-
-        return self._guard(store, "known", present)
+        return self._guarded(write, "failure report", source=source)
 
     # -- quarantine ---------------------------------------------------------------------------
 
@@ -406,75 +392,187 @@ class DatabaseSink:
         digest = hashlib.sha256(raw if raw is not None else f"{source}|{size}".encode()).hexdigest()
         keep = raw if raw is not None and len(raw) <= MAX_QUARANTINE_RAW else None
 
-        def store(conn: Connection) -> None:
-            exists = conn.execute(select(quarantine.c.id).where(quarantine.c.sha256 == digest))
-            if exists.first() is not None:
-                return
-            conn.execute(
-                insert(quarantine).values(
-                    sha256=digest,
-                    source=source,
-                    reason=reason,
-                    size=size,
-                    raw=keep,
-                    stored_at=now(),
+        def write() -> None:
+            with write_transaction(self.engine) as conn:
+                conn.execute(
+                    insert_ignoring(conn, quarantine, ["sha256"]).values(
+                        sha256=digest,
+                        source=source,
+                        reason=reason,
+                        size=size,
+                        raw=keep,
+                        stored_at=now(),
+                    )
                 )
-            )
 
-        def present(conn: Connection) -> bool:
-            return _exists(conn, select(quarantine.c.id).where(quarantine.c.sha256 == digest))
+        self._guarded(write, "quarantine entry")
 
-        self._guard(store, None, present)
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _guarded(self, write: Callable[[], T], what: str, *, source: str | None = None) -> T:
+        """Run one whole transaction: retried when transient, one line when it fails.
+
+        With ``source``, a value the database refuses is that input's refusal
+        (RefusedByDatabase, quarantined by the caller); otherwise every failure is a
+        StorageError that stops the run.
+        """
+        try:
+            return retrying(write, what=what)  # type: ignore[no-any-return]
+        except (ParseError, StorageError):
+            raise
+        except Exception as exc:
+            if source is not None and is_data_error(exc):
+                raise RefusedByDatabase(refused_reason(exc), source=source) from None
+            raise _storage_error(exc) from None
 
 
-def _exists(conn: Connection, query: Any) -> bool:
-    return conn.execute(query).first() is not None
+def _write_batch(raw: Raw, pk: int, start: int, batch: list[Record]) -> None:
+    rec_rows, auth_rows = record_rows(pk, start, batch, raw.pg)
+    raw.write(dmarc_records, RECORD_COLS, rec_rows)
+    raw.write(dmarc_auth_results, AUTH_COLS, auth_rows)
 
 
-def _storage_error(exc: Exception) -> StorageError:
-    orig = getattr(exc, "orig", None)
-    detail = str(orig or exc).splitlines()[0][:200]
-    return StorageError(f"database write failed: {detail}; check the database and rerun")
+def _write_records(raw: Raw, pk: int, records: list[Record]) -> None:
+    for start in range(0, len(records), BATCH):
+        _write_batch(raw, pk, start, records[start : start + BATCH])
 
 
-class DryRunSink:
-    """Parses and counts, writes nothing: ``--dry-run`` and the benchmarks' parse-only mode."""
+def _finish(raw: Raw, pk: int, parsed: Parsed) -> None:
+    result = parsed.result("new")
+    raw.run(
+        FINISH_SQL,
+        (
+            raw.json(clean_json(list(parsed.meta.errors))),
+            result.records,
+            result.messages,
+            parsed.dropped,
+            parsed.sha256,
+            parsed.recovered if raw.pg else int(parsed.recovered),
+            pk,
+        ),
+    )
 
-    def __init__(self) -> None:
-        self.reports: list[DryRunReport] = []
 
-    def aggregate(self, parser: ReportStream, source: str) -> AggregateResult:
-        meta = parser.read_meta()
-        result = AggregateResult("new", meta)
-        for record in parser.records():
-            result.records += 1
-            result.messages += record.count
-            if record.dkim_aligned or record.spf_aligned:
-                result.passed += record.count
-        result.dropped = parser.dropped
-        self.reports.append(
-            DryRunReport(
-                meta.org_name,
-                meta.report_id,
-                meta.domain,
-                meta.begin,
-                meta.end,
-                result.records,
-                result.messages,
-                result.passed,
-                list(meta.errors),
-            )
+def stored_digest(raw: Raw, pk: int) -> str:
+    return content_digest(raw.all(CONTENT_RECORD_SQL, (pk,)), raw.all(CONTENT_AUTH_SQL, (pk,)))
+
+
+def parsed_digest(parsed: Parsed, pg: bool) -> str:
+    rec_rows, auth_rows = record_rows(0, 0, parsed.records, pg)
+    return content_digest([r[1:] for r in rec_rows], [a[1:] for a in auth_rows])
+
+
+def decide_conflict(
+    stored_sha: str, stored_recovered: bool, same_content: Callable[[], bool], parsed: Parsed
+) -> Outcome:
+    """What a second copy of a stored report is. Pure; the dry run decides the same way.
+
+    * the same bytes or the same records: ``known``;
+    * the stored copy had to be repaired (libxml2 recovered it) and this one parses cleanly:
+      ``replaced``, the clean copy is better;
+    * this copy is the damaged one and the stored copy is clean: ``known``, we already hold
+      the better copy;
+    * otherwise two clean (or two damaged) copies disagree: ``conflicting``; the first stays.
+    """
+    if stored_sha == parsed.sha256 or same_content():
+        return "known"
+    if stored_recovered and not parsed.recovered:
+        return "replaced"
+    if parsed.recovered and not stored_recovered:
+        return "known"
+    return "conflicting"
+
+
+def _resolve_conflict(raw: Raw, parsed: Parsed, values: list[Any]) -> AggregateResult:
+    row = raw.row(FIND_SQL, (parsed.key,))
+    if row is None:  # deleted between the INSERT and now: nothing to compare with
+        raise StorageError(f"report {parsed.meta.report_id!r} vanished while being stored; rerun")
+    pk, sha, recovered, source = int(row[0]), str(row[1] or ""), bool(row[2]), row[3]
+    outcome = decide_conflict(
+        sha, recovered, lambda: stored_digest(raw, pk) == parsed_digest(parsed, raw.pg), parsed
+    )
+    if outcome == "replaced":
+        for sql in DELETE_CHILDREN_SQL:
+            raw.run(sql, (pk,))
+        raw.run(REPLACE_SQL, [*values, pk])
+        _write_records(raw, pk, parsed.records)
+        _finish(raw, pk, parsed)
+        log.warning(
+            "event=report_replaced org=%s report_id=%s old_source=%s new_source=%s "
+            "reason=stored_copy_was_recovered_from_malformed_xml",
+            parsed.meta.org_name,
+            parsed.meta.report_id,
+            source,
+            parsed.source,
         )
-        return result
+        return parsed.result("replaced")
+    result = parsed.result(outcome)
+    result.stored_source = str(source) if source is not None else None
+    return result
 
-    def tls(self, report: TlsReport, source: str) -> Outcome:
-        return "new"
 
-    def failure(self, report: FailureReport, source: str) -> Outcome:
-        return "new"
+def _log_outcome(result: AggregateResult, source: str) -> None:
+    meta = result.meta
+    if result.outcome == "conflicting":
+        log.warning(
+            "event=report_conflicting org=%s report_id=%s stored_source=%s source=%s "
+            "detail=same_key_different_content_kept_first",
+            meta.org_name,
+            meta.report_id,
+            result.stored_source,
+            source,
+        )
+    elif result.outcome == "known":
+        log.info("event=report_known org=%s report_id=%s", meta.org_name, meta.report_id)
 
-    def quarantine(self, source: str, reason: str, raw: bytes | None, size: int) -> None:
-        return None
 
-    def session(self) -> AbstractContextManager[None]:
-        return nullcontext()
+def _tls_children(conn: Connection, pk: int, report: TlsReport) -> None:
+    from sqlalchemy import insert
+
+    policies: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    for i, p in enumerate(report.policies):
+        policies.append(
+            {
+                "report_pk": pk,
+                "seq": i,
+                "policy_type": p.policy_type,
+                "policy_domain": p.policy_domain,
+                "policy_strings": list(p.policy_strings),
+                "mx_hosts": list(p.mx_hosts),
+                "successful_sessions": p.successful_sessions,
+                "failed_sessions": p.failed_sessions,
+            }
+        )
+        for j, f in enumerate(p.failures):
+            failures.append(
+                {
+                    "report_pk": pk,
+                    "policy_seq": i,
+                    "seq": j,
+                    "result_type": f.result_type,
+                    "failed_session_count": f.failed_session_count,
+                    "sending_mta_ip": f.sending_mta_ip,
+                    "receiving_ip": f.receiving_ip,
+                    "receiving_mx_hostname": f.receiving_mx_hostname,
+                    "receiving_mx_helo": f.receiving_mx_helo,
+                    "failure_reason_code": f.failure_reason_code,
+                    "additional_information": f.additional_information,
+                }
+            )
+    if policies:
+        conn.execute(insert(tls_policies), policies)
+    if failures:
+        conn.execute(insert(tls_failures), failures)
+
+
+def refused_reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    detail = (str(orig).strip().splitlines() or [type(orig).__name__])[0][:200]
+    return f"the database refused a value of this report ({detail})"
+
+
+def _storage_error(exc: BaseException) -> StorageError:
+    orig = getattr(exc, "orig", None)
+    detail = (str(orig or exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return StorageError(f"database write failed: {detail}; check the database and rerun")

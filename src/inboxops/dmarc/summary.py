@@ -1,8 +1,10 @@
 """Read side of DMARC storage: pass rates per IP and reporter, TLS outcomes, failure reports.
 
-A report belongs to a window when its date range overlaps it, so a 97-hour report that began
-before ``since`` still counts. Aggregation runs in SQL (one GROUP BY); only the small result is
-shaped in Python, where ownership (IPs/CIDRs from the config) is decided.
+A report counts in the window that holds the midpoint of its date range (``window_at``,
+docs/dmarc-summary.md); windows are half-open, so adjacent ones never count one report twice,
+and a daily report from 00:00 to 24:00 counts on its own day only. Failure reports are single
+messages and count by their arrival time. Aggregation runs in SQL (one GROUP BY); only the
+small result is shaped in Python, where ownership (IPs/CIDRs from the config) is decided.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, and_, case, func, or_, select
 
@@ -21,15 +23,9 @@ from inboxops.storage.db import read_rows
 from inboxops.storage.models import dmarc_records as rec
 from inboxops.storage.models import dmarc_reports as rep
 from inboxops.storage.models import failure_reports, tls_failures, tls_policies, tls_reports
+from inboxops.window import Window
 
-
-@dataclass(frozen=True)
-class Window:
-    since: datetime
-    until: datetime
-
-    def describe(self) -> str:
-        return f"{self.since:%Y-%m-%d %H:%M} to {self.until:%Y-%m-%d %H:%M} UTC"
+__all__ = ["Window", "failure_rows", "held_range", "ip_stats", "org_stats", "tls_stats"]
 
 
 @dataclass(frozen=True)
@@ -61,10 +57,7 @@ def is_own(ip: str, own: Sequence[IPNetwork]) -> bool:
 
 
 def _filters(window: Window, domain: str | None) -> list[object]:
-    conds: list[object] = [
-        rep.c.begin_at < window.until,
-        func.coalesce(rep.c.end_at, rep.c.begin_at) >= window.since,
-    ]
+    conds: list[object] = [rep.c.window_at >= window.since, rep.c.window_at < window.until]
     if domain:
         d = domain.lower().strip(".")
         conds.append(or_(rep.c.domain == d, rep.c.domain.like(f"%.{d}")))
@@ -143,16 +136,35 @@ def org_stats(engine: Engine, window: Window, domain: str | None = None) -> list
     return out
 
 
-def window_from(
-    now: datetime, days: int | None, since: datetime | None, until: datetime | None
-) -> Window:
-    """``--days N`` or ``--since/--until`` (dates are UTC; ``until`` defaults to now)."""
-    end = _utc(until) if until else now
-    start = _utc(since) if since else end - timedelta(days=days or 7)
-    return Window(start, end)
+@dataclass(frozen=True)
+class Held:
+    """What the database holds, for the hint under an empty window."""
+
+    reports: int
+    first: datetime | None
+    last: datetime | None
+
+    def describe(self) -> str:
+        if not self.reports or self.first is None or self.last is None:
+            return "the database holds no DMARC reports yet"
+        return (
+            f"the database holds {self.reports} report(s) from {self.first:%Y-%m-%d} to "
+            f"{self.last:%Y-%m-%d}; try --since {self.first:%Y-%m-%d}"
+        )
 
 
-def _utc(value: datetime) -> datetime:
+def held_range(engine: Engine) -> Held:
+    """How many aggregate reports are stored and over which dates (by ``window_at``)."""
+    query = select(func.count(), func.min(rep.c.window_at), func.max(rep.c.window_at))
+    [[(n, first, last)]] = read_rows(engine, query, what="DMARC reports")
+    return Held(int(n or 0), _utc(first), _utc(last))
+
+
+def _utc(value: datetime | str | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite aggregates return text
+        value = datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -175,10 +187,7 @@ class TlsStat:
 
 def tls_stats(engine: Engine, window: Window, domain: str | None = None) -> list[TlsStat]:
     """Per policy domain: successful and failed TLS sessions, reporters, failure types."""
-    conds = [
-        tls_reports.c.begin_at < window.until,
-        func.coalesce(tls_reports.c.end_at, tls_reports.c.begin_at) >= window.since,
-    ]
+    conds = [tls_reports.c.window_at >= window.since, tls_reports.c.window_at < window.until]
     if domain:
         conds.append(tls_policies.c.policy_domain == domain.lower().strip("."))
     joined = tls_policies.join(tls_reports, tls_reports.c.id == tls_policies.c.report_pk)

@@ -14,7 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from inboxops.dmarc.model import TlsFailure, TlsPolicy, TlsReport
+from inboxops.dmarc.unpack import NotAReport
 from inboxops.errors import HostileInputError, ParseError
+
+# Keys of RFC 8460's top level: a JSON object with none of them is some other document.
+RFC8460_KEYS = ("organization-name", "report-id", "date-range", "policies", "contact-info")
+MAX_KEY = 1024  # longest organization-name / report-id accepted; longer is refused, never cut
 
 MAX_DEPTH = 64
 _MAX_COUNT = 2**40
@@ -144,28 +149,35 @@ def _policy(item: Any, source: str) -> TlsPolicy | None:
 
 
 def parse_tls_report(data: bytes, *, source: str = "") -> TlsReport:
-    """Parse one RFC 8460 report; raises ParseError (or HostileInputError), nothing else."""
+    """Parse one RFC 8460 report.
+
+    Raises NotAReport for JSON that is not a TLS report at all (no RFC 8460 key, or not JSON:
+    whether that is a refusal depends on the file's name, which the caller knows), ParseError
+    or HostileInputError for a TLS report that cannot be used, nothing else.
+    """
     try:
         text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ParseError(f"TLS report is not UTF-8 (byte {exc.start})", source=source) from None
+    except UnicodeDecodeError:
+        raise NotAReport(f"{source}: not UTF-8 JSON") from None
     if _depth(text) > MAX_DEPTH:
         raise HostileInputError(f"JSON nested deeper than {MAX_DEPTH} levels", source=source)
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ParseError(
-            f"JSON cannot be parsed ({exc.msg} at line {exc.lineno} column {exc.colno})",
-            source=source,
+        raise NotAReport(
+            f"{source}: JSON cannot be parsed ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
     except RecursionError:
         raise HostileInputError("JSON nested too deeply", source=source) from None
-    if not isinstance(doc, Mapping):
-        raise ParseError(
-            "JSON is not an SMTP TLS report (top level is not an object)", source=source
-        )
-    org = _text(doc.get("organization-name"))
-    report_id = _text(doc.get("report-id"))
+    if not isinstance(doc, Mapping) or not any(k in doc for k in RFC8460_KEYS):
+        raise NotAReport(f"{source}: JSON without the RFC 8460 keys is not an SMTP TLS report")
+    org = _text(doc.get("organization-name"), MAX_KEY + 1)
+    report_id = _text(doc.get("report-id"), MAX_KEY + 1)
+    for what, value in (("organization-name", org), ("report-id", report_id)):
+        if value and len(value) > MAX_KEY:
+            raise ParseError(
+                f"{what} is over {MAX_KEY} characters; refused rather than cut", source=source
+            )
     if not org or not report_id:
         raise ParseError(
             "JSON is not an SMTP TLS report (no organization-name or report-id)", source=source

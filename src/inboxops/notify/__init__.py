@@ -33,7 +33,7 @@ def channels_configured(settings: Settings) -> list[str]:
     channels = []
     if settings.telegram.configured:
         channels.append("telegram")
-    if settings.notify_urls:
+    if settings.notify.urls:
         channels.append("apprise")
     return channels
 
@@ -54,11 +54,11 @@ def send_alert(
     text = body_text if body_text is not None else html_to_text(body_html)
     senders: dict[str, Callable[[], None]] = {
         "telegram": lambda: send_telegram(settings.telegram, body_html),
-        "apprise": lambda: send_apprise(settings.notify_urls, title, text),
+        "apprise": lambda: send_apprise(settings.notify.urls, title, text),
     }
     channels = channels_configured(settings)
     if not channels:
-        raise NotifyError(NO_CHANNEL)
+        raise NotifyError(NO_CHANNEL, failed=[])
     sent: list[str] = []
     failed: list[str] = []
     reasons: list[str] = []
@@ -74,7 +74,9 @@ def send_alert(
     if failed:
         raise NotifyError(
             f"alert not delivered to {', '.join(failed)} ({'; '.join(reasons)}); "
-            f"delivered to: {', '.join(sent) or 'no channel'}"
+            f"delivered to: {', '.join(sent) or 'no channel'}",
+            sent=sent,
+            failed=failed,
         )
     log.info("event=alert_sent channels=%s", ",".join(sent))
     return sent

@@ -122,5 +122,5 @@ def send_apprise(urls: Sequence[Secret], title: str, body: str) -> None:
     if failed:
         raise NotifyError(
             f"INBOXOPS_NOTIFY_URLS {'; '.join(failed)}; check those URLs "
-            "(numbered from 1 in the order given), then run `inboxops notify test -v`"
+            "(numbered from 1 in the order given; -v shows more)"
         )

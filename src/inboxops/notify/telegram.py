@@ -195,8 +195,7 @@ def _refusal(status: int, description: str, params: dict[str, Any]) -> NotifyErr
         )
     if status == 403:
         return NotifyError(
-            f"Telegram refused to post ({description}); add the bot to the chat "
-            "(or unblock it), then run `inboxops notify test`"
+            f"Telegram refused to post ({description}); add the bot to the chat (or unblock it)"
         )
     if "chat not found" in description.lower():
         return NotifyError(
@@ -290,10 +289,10 @@ def _send_one(
                 last = f"server error {status}"
             else:
                 raise _refusal(status, description, params)
-        log.warning("event=telegram_retry attempt=%d reason=%r", attempt, last)
+        log.warning("event=telegram_retry attempt=%d reason=%s", attempt, last)
         if attempt < MAX_ATTEMPTS:
             sleep(wait)
     raise NotifyError(
         f"Telegram did not accept the message after {MAX_ATTEMPTS} tries ({last}); "
-        "check INBOXOPS_TELEGRAM_API_URL and network access, then run `inboxops notify test`"
+        "check INBOXOPS_TELEGRAM_API_URL and network access"
     )

@@ -8,7 +8,6 @@ Core rather than the ORM: ingestion writes tens of thousands of rows a second wi
 from __future__ import annotations
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -19,11 +18,11 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
-    String,
     Table,
-    Text,
     UniqueConstraint,
 )
+
+from inboxops.storage.text import CleanJSON, CleanString, CleanText
 
 metadata = MetaData(
     naming_convention={
@@ -36,37 +35,61 @@ metadata = MetaData(
 
 Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrement needs INTEGER
 
+
+# Every text column goes through storage/text.py (NUL and control characters cleaned on bind);
+# tests/test_storage.py fails on a String/Text/JSON column that does not use these.
+def Str(length: int) -> CleanString:  # reads like the type it stands for
+    return CleanString(length)
+
+
+def Txt() -> CleanText:
+    return CleanText()
+
+
+def Json() -> CleanJSON:
+    return CleanJSON()
+
+
 dmarc_reports = Table(
     "dmarc_reports",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("org_name", String(255), nullable=False),
-    Column("report_id", String(255), nullable=False),
-    Column("email", String(320)),
-    Column("extra_contact_info", Text),
+    # sha256 of org_name NUL report_id: the idempotency key, over the full values (reporters'
+    # ids can be long; a key cut at a column length would merge two reports).
+    Column("report_key", Str(64), nullable=False),
+    Column("org_name", Txt(), nullable=False),
+    Column("report_id", Txt(), nullable=False),
+    Column("email", Str(320)),
+    Column("extra_contact_info", Txt()),
     Column("begin_at", DateTime(timezone=True)),
     Column("end_at", DateTime(timezone=True)),
-    Column("version", String(16)),
-    Column("generator", Text),
-    Column("domain", String(255)),
-    Column("adkim", String(8)),
-    Column("aspf", String(8)),
-    Column("p", String(16)),
-    Column("sp", String(16)),
-    Column("np", String(16)),
+    # The instant that decides which window a report counts in: the midpoint of its date range
+    # (docs/dmarc-summary.md). Windows are half-open, so adjacent ones never share a report.
+    Column("window_at", DateTime(timezone=True)),
+    Column("version", Str(16)),
+    Column("generator", Txt()),
+    Column("domain", Str(255)),
+    Column("adkim", Str(8)),
+    Column("aspf", Str(8)),
+    Column("p", Str(16)),
+    Column("sp", Str(16)),
+    Column("np", Str(16)),
     Column("pct", Integer),
-    Column("fo", String(32)),
-    Column("testing", String(8)),
-    Column("discovery_method", String(32)),
-    Column("errors", JSON, nullable=False),
+    Column("fo", Str(32)),
+    Column("testing", Str(8)),
+    Column("discovery_method", Str(32)),
+    Column("errors", Json(), nullable=False),
     Column("record_count", Integer, nullable=False),
     Column("message_count", BigInteger, nullable=False),
     Column("dropped_records", Integer, nullable=False),
-    Column("source", Text),
-    Column("sha256", String(64), nullable=False),
+    Column("source", Txt()),
+    Column("sha256", Str(64), nullable=False),
+    # libxml2 had to repair the XML: a cleanly parsed copy of the same report replaces it.
+    Column("recovered", Boolean, nullable=False),
     Column("stored_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("org_name", "report_id", name="uq_dmarc_reports_org_report"),
+    UniqueConstraint("report_key", name="uq_dmarc_reports_report_key"),
     Index("ix_dmarc_reports_begin_at", "begin_at"),
+    Index("ix_dmarc_reports_window_at", "window_at"),
     Index("ix_dmarc_reports_domain", "domain"),
 )
 
@@ -81,15 +104,15 @@ dmarc_records = Table(
         primary_key=True,
     ),
     Column("seq", Integer, primary_key=True),
-    Column("source_ip", String(45), nullable=False),
+    Column("source_ip", Str(45), nullable=False),
     Column("count", BigInteger, nullable=False),
-    Column("disposition", String(16)),
-    Column("policy_dkim", String(16)),
-    Column("policy_spf", String(16)),
-    Column("header_from", String(255)),
-    Column("envelope_from", String(255)),
-    Column("envelope_to", String(255)),
-    Column("reasons", JSON),
+    Column("disposition", Str(16)),
+    Column("policy_dkim", Str(16)),
+    Column("policy_spf", Str(16)),
+    Column("header_from", Str(255)),
+    Column("envelope_from", Str(255)),
+    Column("envelope_to", Str(255)),
+    Column("reasons", Json()),
     Column("dkim_aligned", Boolean, nullable=False),
     Column("spf_aligned", Boolean, nullable=False),
     Column("dmarc_pass", Boolean, nullable=False),
@@ -102,12 +125,12 @@ dmarc_auth_results = Table(
     Column("report_pk", Id, primary_key=True),
     Column("record_seq", Integer, primary_key=True),
     Column("seq", Integer, primary_key=True),
-    Column("method", String(8), nullable=False),
-    Column("domain", String(255), nullable=False),
-    Column("selector", String(255)),
-    Column("result", String(16), nullable=False),
-    Column("scope", String(16)),
-    Column("human_result", Text),
+    Column("method", Str(8), nullable=False),
+    Column("domain", Str(255), nullable=False),
+    Column("selector", Str(255)),
+    Column("result", Str(16), nullable=False),
+    Column("scope", Str(16)),
+    Column("human_result", Txt()),
     # No foreign key on purpose: a per-row RI trigger costs PostgreSQL a third of a 100k-record
     # COPY. Auth results are only written inside their report's transaction and must be deleted
     # with it by report_pk (the primary key's first column makes that an index range).
@@ -117,14 +140,17 @@ tls_reports = Table(
     "tls_reports",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("org_name", String(255), nullable=False),
-    Column("report_id", String(255), nullable=False),
+    Column("report_key", Str(64), nullable=False),  # as dmarc_reports.report_key
+    Column("org_name", Txt(), nullable=False),
+    Column("report_id", Txt(), nullable=False),
     Column("begin_at", DateTime(timezone=True)),
     Column("end_at", DateTime(timezone=True)),
-    Column("contact_info", Text),
-    Column("source", Text),
+    Column("window_at", DateTime(timezone=True)),  # as dmarc_reports.window_at
+    Column("contact_info", Txt()),
+    Column("source", Txt()),
     Column("stored_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("org_name", "report_id", name="uq_tls_reports_org_report"),
+    UniqueConstraint("report_key", name="uq_tls_reports_report_key"),
+    Index("ix_tls_reports_window_at", "window_at"),
 )
 
 tls_policies = Table(
@@ -132,10 +158,10 @@ tls_policies = Table(
     metadata,
     Column("report_pk", Id, ForeignKey("tls_reports.id", ondelete="CASCADE"), primary_key=True),
     Column("seq", Integer, primary_key=True),
-    Column("policy_type", String(32), nullable=False),
-    Column("policy_domain", String(255), nullable=False),
-    Column("policy_strings", JSON, nullable=False),
-    Column("mx_hosts", JSON, nullable=False),
+    Column("policy_type", Str(32), nullable=False),
+    Column("policy_domain", Str(255), nullable=False),
+    Column("policy_strings", Json(), nullable=False),
+    Column("mx_hosts", Json(), nullable=False),
     Column("successful_sessions", BigInteger, nullable=False),
     Column("failed_sessions", BigInteger, nullable=False),
 )
@@ -146,14 +172,14 @@ tls_failures = Table(
     Column("report_pk", Id, primary_key=True),
     Column("policy_seq", Integer, primary_key=True),
     Column("seq", Integer, primary_key=True),
-    Column("result_type", String(64), nullable=False),
+    Column("result_type", Str(64), nullable=False),
     Column("failed_session_count", BigInteger, nullable=False),
-    Column("sending_mta_ip", String(45)),
-    Column("receiving_ip", String(45)),
-    Column("receiving_mx_hostname", String(255)),
-    Column("receiving_mx_helo", String(255)),
-    Column("failure_reason_code", Text),
-    Column("additional_information", Text),
+    Column("sending_mta_ip", Str(45)),
+    Column("receiving_ip", Str(45)),
+    Column("receiving_mx_hostname", Str(255)),
+    Column("receiving_mx_helo", Str(255)),
+    Column("failure_reason_code", Txt()),
+    Column("additional_information", Txt()),
     ForeignKeyConstraint(
         ["report_pk", "policy_seq"],
         ["tls_policies.report_pk", "tls_policies.seq"],
@@ -166,24 +192,24 @@ failure_reports = Table(
     "failure_reports",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("fingerprint", String(64), nullable=False, unique=True),
-    Column("feedback_type", String(32)),
+    Column("fingerprint", Str(64), nullable=False, unique=True),
+    Column("feedback_type", Str(32)),
     Column("arrival_date", DateTime(timezone=True)),
-    Column("source_ip", String(45)),
-    Column("reported_domain", String(255)),
-    Column("original_mail_from", String(320)),
-    Column("original_rcpt_to", Text),
-    Column("auth_failure", String(64)),
-    Column("delivery_result", String(32)),
-    Column("dkim_domain", String(255)),
-    Column("identity_alignment", String(64)),
-    Column("authentication_results", Text),
-    Column("user_agent", String(255)),
-    Column("reporter", String(320)),
-    Column("subject", Text),
-    Column("message_id", Text),
-    Column("original_headers", Text),
-    Column("source", Text),
+    Column("source_ip", Str(45)),
+    Column("reported_domain", Str(255)),
+    Column("original_mail_from", Str(320)),
+    Column("original_rcpt_to", Txt()),
+    Column("auth_failure", Str(64)),
+    Column("delivery_result", Str(32)),
+    Column("dkim_domain", Str(255)),
+    Column("identity_alignment", Str(64)),
+    Column("authentication_results", Txt()),
+    Column("user_agent", Str(255)),
+    Column("reporter", Str(320)),
+    Column("subject", Txt()),
+    Column("message_id", Txt()),
+    Column("original_headers", Txt()),
+    Column("source", Txt()),
     Column("stored_at", DateTime(timezone=True), nullable=False),
     Index("ix_failure_reports_source_ip", "source_ip"),
 )
@@ -193,9 +219,9 @@ quarantine = Table(
     "quarantine",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("sha256", String(64), nullable=False, unique=True),
-    Column("source", Text, nullable=False),
-    Column("reason", Text, nullable=False),
+    Column("sha256", Str(64), nullable=False, unique=True),
+    Column("source", Txt(), nullable=False),
+    Column("reason", Txt(), nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("raw", LargeBinary),  # NULL when over the size we are willing to keep
     Column("stored_at", DateTime(timezone=True), nullable=False),
@@ -206,8 +232,8 @@ quarantine = Table(
 alert_state = Table(
     "alert_state",
     metadata,
-    Column("kind", String(32), primary_key=True),
-    Column("ip", String(45), primary_key=True),
+    Column("kind", Str(32), primary_key=True),
+    Column("ip", Str(45), primary_key=True),
     Column("first_sent_at", DateTime(timezone=True), nullable=False),
     Column("last_sent_at", DateTime(timezone=True), nullable=False),
     Column("last_failed", BigInteger, nullable=False),

@@ -1,0 +1,64 @@
+"""Options every report command shares: the time window, so all of them read it alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from inboxops.cli.context import AppContext
+from inboxops.window import MAX_DAYS, When, Window, WindowError, parse_when, window_from
+
+
+class WhenType(click.ParamType[When, str]):
+    """A date or ISO 8601 date-time (offset optional; UTC when absent)."""
+
+    name = "DATE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> When:
+        if isinstance(value, When):
+            return value
+        try:
+            return parse_when(str(value))
+        except WindowError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+WHEN = WhenType()
+
+
+def window_options(func: Callable[..., None]) -> Callable[..., None]:
+    """``--days N | --since D [--until D]`` (see :mod:`inboxops.window`)."""
+    func = click.option(
+        "--until",
+        type=WHEN,
+        help="End of the window (exclusive; a date includes that whole day; default now).",
+    )(func)
+    func = click.option(
+        "--since",
+        type=WHEN,
+        help="Start of the window: a date (2024-03-06) or ISO 8601 date-time "
+        "(2024-03-06T00:00:00Z); UTC unless an offset is given.",
+    )(func)
+    func = click.option(
+        "--days",
+        type=click.IntRange(min=1, max=MAX_DAYS),
+        help="Window of the last N days.",
+    )(func)
+    return func
+
+
+def resolve_window(
+    app: AppContext,
+    days: int | None,
+    since: When | None,
+    until: When | None,
+    *,
+    default_days: int,
+) -> Window:
+    """The window the flags describe; an impossible one is a usage error (exit 2)."""
+    try:
+        return window_from(app.clock(), days, since, until, default_days=default_days)
+    except WindowError as exc:
+        raise click.UsageError(str(exc)) from None

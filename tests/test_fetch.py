@@ -142,7 +142,7 @@ def test_seen_only_after_commit(dovecot: Dovecot, db_url: str) -> None:
     engine = open_database(db_url)
     dovecot.append(report_mail(7))
     refuse_writes_operationally(engine, "dmarc_reports", "true")
-    with pytest.raises(StorageError, match="No space left|disk_io_failed"):
+    with pytest.raises(StorageError, match=r"No space left|disk_io_failed"):
         fetch_reports(dovecot.settings(), ingestor(engine))
     assert SEEN not in dovecot.flags()["<report-7@google.com>"]
     assert count(engine, quarantine) == 0

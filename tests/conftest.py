@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-pytest_plugins = ["tests.servers.dovecot", "tests.servers.telegram"]
+pytest_plugins = ["tests.servers.dovecot", "tests.servers.telegram", "tests.servers.dns"]
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("INBOXOPS_SHARED", REPO.parent / "shared"))

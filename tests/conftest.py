@@ -16,7 +16,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-pytest_plugins = ["tests.servers.dovecot", "tests.servers.telegram", "tests.servers.dns"]
+pytest_plugins = [
+    "tests.servers.dovecot",
+    "tests.servers.telegram",  # before oauth, which reuses its loopback HTTP helper
+    "tests.servers.dns",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("INBOXOPS_SHARED", REPO.parent / "shared"))
@@ -92,3 +96,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'inboxops.db'}"
     return str(request.getfixturevalue("pg_url"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Apply the declared markers to what actually uses the service, so `-m postgres` selects
+    every PostgreSQL run (the db_url[postgresql] half too) and `-m "not imap"` skips Dovecot."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        if "pg_url" in fixtures or params.get("db_url") == "postgresql":
+            item.add_marker(pytest.mark.postgres)
+        if fixtures & {"dovecot", "imap_proxy"}:
+            item.add_marker(pytest.mark.imap)

@@ -14,6 +14,7 @@ import tracemalloc
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from inboxops.dmarc.unpack import NotAReport, Unpacker
 from inboxops.errors import HostileInputError, ParseError
 from inboxops.storage.db import open_database
 from inboxops.storage.models import dmarc_auth_results, dmarc_records, dmarc_reports, quarantine
-from tests.helpers import aggregate_xml
+from tests.helpers import aggregate_xml, write_report
 
 MiB = 1024 * 1024
 GOOD_ROWS = (("192.0.2.1", 5, True), ("192.0.2.2", 7, False), ("2001:db8::3", 11, True))
@@ -428,7 +429,7 @@ def test_not_a_report_is_counted_not_quarantined(
     assert stored_keys(engine) == {GOOD_KEY}
 
 
-# -- known bugs pinned as strict xfails ----------------------------------------------------
+# -- bugs found by these tests, pinned (each failed before its fix) ------------------------
 
 
 def test_gzip_corrupt_late_is_a_parse_error(engine: Engine, tmp_path: Path) -> None:
@@ -465,22 +466,61 @@ def test_overlong_value_is_not_fatal_to_the_batch(
     engine: Engine, db_url: str, tmp_path: Path, request: pytest.FixtureRequest, field: str
 ) -> None:
     """A value longer than its column (<version>, a 300-char domain, a 350-char email) must
-    neither abort the run nor be half-stored."""
+    neither abort the run nor be half-stored: the report is there whole (with every record
+    and auth result) or not at all."""
     bad = tmp_path / "a-long.xml"
     bad.write_bytes(OVERLONG[field])
     stats = ingest(engine, [bad, good_report(tmp_path)])
     assert GOOD_KEY in stored_keys(engine)
     assert stats.reports_new + len(stats.failed) == 2
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(dmarc_reports.c.id, dmarc_reports.c.record_count).where(
+                dmarc_reports.c.report_id == "long"
+            )
+        ).all()
+        for pk, n in stored:
+            records = conn.execute(
+                select(func.count())
+                .select_from(dmarc_records)
+                .where(dmarc_records.c.report_pk == pk)
+            ).scalar_one()
+            auth = conn.execute(
+                select(func.count())
+                .select_from(dmarc_auth_results)
+                .where(dmarc_auth_results.c.report_pk == pk)
+            ).scalar_one()
+            assert (records, auth) == (n, 2 * n)
+    assert len(stored) == (0 if stats.failed else 1)
 
 
-def test_counts_summing_past_bigint_are_not_fatal(engine: Engine, tmp_path: Path) -> None:
-    """Two records of count 2**63-1 each are legal per record, but their sum is not."""
-    bad = tmp_path / "a-overflow.xml"
-    rows = (("192.0.2.1", 2**63 - 1, True), ("192.0.2.2", 2**63 - 1, True))
-    bad.write_bytes(aggregate_xml(report_id="overflow", rows=rows))
-    stats = ingest(engine, [bad, good_report(tmp_path)])
-    assert GOOD_KEY in stored_keys(engine)
-    assert stats.reports_new + len(stats.failed) == 2
+def test_counts_are_capped_so_sums_cannot_overflow(engine: Engine, tmp_path: Path) -> None:
+    """A record's count is kept up to 2**31 (no real record comes near); past that it is
+    dropped with a reason. With max_records (5,000,000) records per report, no report's sum
+    can reach 2**63, and a window of many such reports sums exactly in SQL."""
+    from inboxops.dmarc.parse import _MAX_COUNT
+
+    assert _MAX_COUNT * Limits().max_records < 2**63
+    rows = (
+        ("198.51.100.1", _MAX_COUNT, True),
+        ("198.51.100.2", _MAX_COUNT, False),
+        ("198.51.100.3", _MAX_COUNT + 1, True),
+        ("198.51.100.4", 2**63 - 1, True),
+    )
+    paths = [
+        write_report(tmp_path, f"big-{i}.xml", aggregate_xml(report_id=f"big-{i}", rows=rows))
+        for i in range(3)
+    ]
+    stats = ingest(engine, [*paths, good_report(tmp_path)])
+    assert (stats.reports_new, stats.failed) == (4, [])
+    assert stats.records_dropped_by_reason == {"count is implausibly large": 6}
+    from inboxops.dmarc.summary import ip_stats
+    from inboxops.window import Window
+
+    window = Window(datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    by_ip = {s.ip: s for s in ip_stats(engine, window, ())}
+    assert by_ip["198.51.100.1"].messages == 3 * _MAX_COUNT  # summed past 2**32, exactly
+    assert "198.51.100.4" not in by_ip
 
 
 def _late_metadata(n: int) -> bytes:

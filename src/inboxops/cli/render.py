@@ -81,7 +81,17 @@ def print_table(
 ) -> None:
     """Print ``rows``; wider than the console when the key and number columns need it."""
     table, needed = build_table(title, cols, rows)
-    console.print(table, width=max(console.width, needed))
+    width = console.width
+    if needed <= width:
+        console.print(table)
+        return
+    # Console.print(width=...) is capped at the console's width, so widen the console itself
+    # for this one table (a pipe or a mail reader takes long lines; a cut IP is useless).
+    console.width = needed
+    try:
+        console.print(table, crop=False)
+    finally:
+        console.width = width
 
 
 def say(console: Console, text: str, style: str | None = None) -> None:

@@ -48,7 +48,7 @@ class Drop:
         self.value = value
 
 
-_MAX_COUNT = 2**40  # per record; keeps sums over millions of records inside BIGINT
+_MAX_COUNT = 2**31  # per record: no real one comes near; x max_records stays inside BIGINT
 _MAX_PENDING = 20_000  # records buffered while waiting for late metadata
 
 

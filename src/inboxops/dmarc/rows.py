@@ -240,15 +240,10 @@ DELETE_CHILDREN_SQL = (
     "DELETE FROM dmarc_auth_results WHERE report_pk = ?",
     "DELETE FROM dmarc_records WHERE report_pk = ?",
 )
-CONTENT_RECORD_SQL = (
-    "SELECT seq, source_ip, count, disposition, policy_dkim, policy_spf, header_from, "
-    "envelope_from, envelope_to, reasons, dkim_aligned, spf_aligned FROM dmarc_records "
-    "WHERE report_pk = ?"
-)
-CONTENT_AUTH_SQL = (
-    "SELECT record_seq, seq, method, domain, selector, result, scope, human_result "
-    "FROM dmarc_auth_results WHERE report_pk = ?"
-)
+# Derived from the column lists, so the stored side of a comparison always matches what
+# record_rows() writes (minus the report key).
+CONTENT_RECORD_SQL = f"SELECT {', '.join(RECORD_COLS[1:])} FROM dmarc_records WHERE report_pk = ?"
+CONTENT_AUTH_SQL = f"SELECT {', '.join(AUTH_COLS[1:])} FROM dmarc_auth_results WHERE report_pk = ?"
 
 
 def content_digest(records: Sequence[Sequence[Any]], auth: Sequence[Sequence[Any]]) -> str:

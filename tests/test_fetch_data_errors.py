@@ -80,3 +80,26 @@ def test_a_refused_report_is_quarantined_and_flagged_and_later_mail_goes_on(
     again = fetch_reports(dovecot.settings(), Ingestor(DatabaseSink(engine), Limits()))
     assert again.messages_seen == 0
     engine.dispose()
+
+
+def test_fetch_dry_run_counts_stored_reports_as_known(dovecot: Dovecot, db_url: str) -> None:
+    """Item 13: a dry run over mail whose reports are already stored says "known", not "new"."""
+    from click.testing import CliRunner
+
+    from inboxops.cli import root
+
+    engine = open_database(db_url)
+    for n in (1, 2, 3):
+        dovecot.append(aggregate_mail(n))
+    fetch_reports(dovecot.settings(), Ingestor(DatabaseSink(engine), Limits()))
+    engine.dispose()
+    for n in (1, 2, 3):  # the same reports arrive again (a reporter re-sends them)
+        dovecot.append(aggregate_mail(n).replace(b"agg-", b"again-"))
+    dovecot.append(aggregate_mail(4))
+    result = CliRunner().invoke(
+        root, ["--db", db_url, "dmarc", "fetch", "--dry-run", "--json"], env=dovecot.env()
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert (payload["reports_new"], payload["reports_known"]) == (1, 3)
+    assert payload["messages_flagged"] == 0

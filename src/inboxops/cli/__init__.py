@@ -127,7 +127,15 @@ def root(ctx: click.Context, config_path: str | None, db_url: str | None, verbos
 
 
 def _register() -> None:
-    from inboxops.cli import config_cmd, db_cmd, demo_cmd, dmarc_cmd, dmarc_views, notify_cmd
+    from inboxops.cli import (
+        config_cmd,
+        db_cmd,
+        demo_cmd,
+        dmarc_cmd,
+        dmarc_views,
+        mx_cmd,
+        notify_cmd,
+    )
 
     root.add_command(config_cmd.init)
     root.add_command(config_cmd.config)
@@ -135,6 +143,7 @@ def _register() -> None:
     root.add_command(dmarc_cmd.dmarc)
     root.add_command(notify_cmd.notify)
     root.add_command(demo_cmd.demo)
+    root.add_command(mx_cmd.mx)
     del dmarc_views  # registers its commands on the dmarc group when imported
 
 

@@ -22,6 +22,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from inboxops.config.schema import MASK, Secret, apply_env, build, internal, setting
+from inboxops.config.reputation import (
+    DnsSettings,
+    HealthSettings,
+    OperatorSettings,
+    ReputationSettings,
+)
 from inboxops.errors import ConfigError
 
 __all__ = [
@@ -29,10 +35,14 @@ __all__ = [
     "AlertSettings",
     "DatabaseSettings",
     "DmarcSettings",
+    "DnsSettings",
+    "HealthSettings",
     "IPNetwork",
     "ImapSettings",
     "Limits",
     "NotifySettings",
+    "OperatorSettings",
+    "ReputationSettings",
     "Secret",
     "Settings",
     "TelegramSettings",
@@ -170,6 +180,10 @@ class Settings:
     dmarc: DmarcSettings = setting(factory=DmarcSettings)
     telegram: TelegramSettings = setting(factory=TelegramSettings)
     notify: NotifySettings = setting(factory=NotifySettings)
+    dns: DnsSettings = setting(factory=DnsSettings)
+    operators: OperatorSettings = setting(factory=OperatorSettings)
+    reputation: ReputationSettings = setting(factory=ReputationSettings)
+    health: HealthSettings = setting(factory=HealthSettings)
     config_path: Path | None = internal()
 
     def with_db(self, url: str | None) -> Settings:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from inboxops.config import AlertSettings
@@ -22,6 +21,7 @@ from inboxops.dmarc.model import IpStat
 
 OWN_IP_FAILING = "own_ip_failing"
 SPOOFING = "spoofing"
+KINDS = (OWN_IP_FAILING, SPOOFING)  # this capability's alert kinds (inboxops.alerts state)
 _STRICTNESS = {"reject": 3, "quarantine": 2, "none": 1}
 
 
@@ -126,27 +126,6 @@ def evaluate(stats: Iterable[IpStat], thresholds: AlertSettings) -> list[Alert]:
     own.sort(key=lambda a: (-a.failed, a.ip))
     spoof.sort(key=lambda a: (-a.failed, a.ip))
     return own + spoof
-
-
-@dataclass(frozen=True)
-class Sent:
-    """What an alert last told the operator."""
-
-    last_sent_at: datetime
-    last_failed: int
-
-
-def due(alert: Alert, previous: Sent | None, now: datetime, repeat: timedelta) -> bool:
-    """Send now? New alerts yes; known ones once ``repeat`` has passed or their failures doubled.
-
-    Cron runs ``dmarc fetch --alert`` every hour over a 7-day window: without this, one spoofer
-    would page the operator 168 times.
-    """
-    if previous is None:
-        return True
-    if now - previous.last_sent_at >= repeat:
-        return True
-    return alert.failed >= 2 * max(previous.last_failed, 1)
 
 
 def _reporters(a: Alert) -> str:

@@ -37,7 +37,7 @@ __all__ = [
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BUSY_TIMEOUT_MS = 120_000
-HEAD = "0003"
+HEAD = "0004"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -322,3 +322,17 @@ def insert_ignoring(conn: Connection, table: Any, keys: list[str]) -> Any:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
+
+
+def upsert(conn: Connection, table: Any, keys: list[str], rows: list[dict[str, Any]]) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` of every other column, for ``rows``."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(table).values(rows)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table).values(rows)
+    others = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    return stmt.on_conflict_do_update(index_elements=keys, set_=others)

@@ -11,13 +11,16 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     Table,
     UniqueConstraint,
 )
@@ -227,14 +230,166 @@ quarantine = Table(
     Column("stored_at", DateTime(timezone=True), nullable=False),
 )
 
-# What each alert last told the operator, so an hourly cron repeats an alert only when it is
-# due again (``[dmarc.alerts].repeat_hours``) or has grown, instead of every hour for a week.
+# What each alert last told the operator, for every capability (inboxops.alerts): an hourly
+# cron repeats an alert only when it is due again (repeat_hours) or its magnitude doubled, and
+# an alert that clears gets one "resolved" line. ``key`` names what the alert is about (an IP,
+# "IP operator", a pool); ``magnitude`` is what doubling is measured on (failures, blocks).
 alert_state = Table(
     "alert_state",
     metadata,
     Column("kind", Str(32), primary_key=True),
-    Column("ip", Str(45), primary_key=True),
+    Column("key", Str(255), primary_key=True),
     Column("first_sent_at", DateTime(timezone=True), nullable=False),
     Column("last_sent_at", DateTime(timezone=True), nullable=False),
-    Column("last_failed", BigInteger, nullable=False),
+    Column("magnitude", BigInteger, nullable=False),
+)
+
+# -- shared: DNS answers and MX history ------------------------------------------------------
+
+# The one DNS cache (inboxops.dns.cache): answers with their TTL, negative ones included, so a
+# rerun and every capability (reputation, list hygiene, DMARC enrichment) share lookups.
+dns_cache = Table(
+    "dns_cache",
+    metadata,
+    Column("name", Str(255), primary_key=True),  # lower-case, no trailing dot (IDNA)
+    Column("rdtype", Str(8), primary_key=True),  # MX, PTR, A, AAAA, TXT, FCRDNS...
+    Column("status", Str(16), nullable=False),  # inboxops.dns.Status
+    Column("answer", Json(), nullable=False),  # records as JSON (MX: [[pref, host], ...])
+    Column("ttl", Integer),
+    Column("fetched_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# Which operator receives a domain's mail, and when that changed: one row per period during
+# which the classification stayed the same (cox.net: cloudmark until 2024-10, then yahoo).
+mx_history = Table(
+    "mx_history",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("domain", Str(255), nullable=False),
+    Column("status", Str(16), nullable=False),  # ok | null_mx | nxdomain | no_mx ...
+    Column("operator", Str(32)),
+    Column("segment", Str(32)),
+    Column("mx_host", Str(255)),  # the host that decided
+    Column("mx_hosts", Json(), nullable=False),
+    Column("source", Str(16), nullable=False),  # dns | import
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Index("ix_mx_history_domain", "domain", "first_seen"),
+    Index("ix_mx_history_first_seen", "first_seen"),
+)
+
+# -- reputation: delivery attempts from Postfix logs -----------------------------------------
+
+# One row per delivery attempt to an external recipient. ``fp`` (a 64-bit digest of the log
+# line) makes ingestion idempotent across reruns and overlapping logs; ``rkey`` (a digest of
+# host, instance, queue id and recipient) ties a recipient's retries together. Addresses are not
+# kept: the domain and the digest are enough for every figure.
+rep_attempts = Table(
+    "rep_attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("fp", BigInteger, nullable=False),
+    Column("rkey", BigInteger, nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("day", Date, nullable=False),  # UTC
+    Column("syslog_name", Str(255), nullable=False),
+    Column("domain", Str(255), nullable=False),
+    Column("operator", Str(32), nullable=False),
+    Column("segment", Str(32), nullable=False),  # "" when the operator has none
+    Column("relay_host", Str(255)),
+    Column("dsn", Str(16), nullable=False),
+    Column("code", SmallInteger),  # the SMTP reply code, when the reply has one
+    Column("status", Str(16), nullable=False),  # sent | deferred | bounced
+    Column("reason", Str(24), nullable=False),
+    Column("reply", Txt()),  # kept for attempts that were not accepted
+    UniqueConstraint("fp", name="uq_rep_attempts_fp"),
+    Index("ix_rep_attempts_day", "day"),
+    Index("ix_rep_attempts_rkey", "rkey"),
+)
+
+# Where each recipient stands: its last attempt (or its expiry) decides the final outcome and
+# the day, sending identity and operator it counts for.
+rep_recipients = Table(
+    "rep_recipients",
+    metadata,
+    Column("rkey", BigInteger, primary_key=True, autoincrement=False),
+    Column("scope", Str(255), nullable=False),  # host/instance: where the queue id is unique
+    Column("queue_id", Str(32), nullable=False),
+    Column("domain", Str(255), nullable=False),
+    Column("syslog_name", Str(255), nullable=False),
+    Column("operator", Str(32), nullable=False),
+    Column("segment", Str(32), nullable=False),
+    Column("status", Str(16), nullable=False),  # sent | deferred | bounced | expired
+    Column("last_ts", DateTime(timezone=True), nullable=False),
+    Column("final_day", Date, nullable=False),
+    Index("ix_rep_recipients_queue", "scope", "queue_id"),
+    Index("ix_rep_recipients_final_day", "final_day"),
+)
+
+# qmgr "status=expired": kept so an expiry applies whatever order the logs arrive in.
+rep_expiries = Table(
+    "rep_expiries",
+    metadata,
+    Column("scope", Str(255), primary_key=True),
+    Column("queue_id", Str(32), primary_key=True),
+    Column("ts", DateTime(timezone=True), primary_key=True),
+)
+
+# Messages that are notifications (from=<> or named by a bounce/defer/trace line), remembered
+# across files: their delivery attempts are not campaign mail.
+rep_notices = Table(
+    "rep_notices",
+    metadata,
+    Column("scope", Str(255), primary_key=True),
+    Column("queue_id", Str(32), primary_key=True),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+)
+
+# The daily rollup every report reads: day x syslog name x operator. Rebuilt for the days an
+# ingest touched; the sending IP is looked up from [reputation.senders] when read, so fixing
+# that map fixes history too.
+rep_daily = Table(
+    "rep_daily",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("syslog_name", Str(255), primary_key=True),
+    Column("operator", Str(32), primary_key=True),
+    Column("segment", Str(32), primary_key=True),
+    Column("attempts", Integer, nullable=False),
+    Column("recipients", Integer, nullable=False),
+    Column("delivered", Integer, nullable=False),
+    Column("bounced", Integer, nullable=False),
+    Column("expired", Integer, nullable=False),
+    Column("pending", Integer, nullable=False),
+    Column("deferrals", Integer, nullable=False),
+    Column("throttled", Integer, nullable=False),
+    Column("policy_blocked", Integer, nullable=False),
+    Column("policy_blocked_550_571", Integer, nullable=False),
+    Column("auth_failures", Integer, nullable=False),
+    Column("user_unknown", Integer, nullable=False),
+    Column("mailbox_full", Integer, nullable=False),
+    Column("greeting_blocks", Integer, nullable=False),
+    Column("connection_failures", Integer, nullable=False),
+    Column("dns_failures", Integer, nullable=False),
+)
+
+# Every end-of-day health check, healthy or not (`inboxops health history`).
+rep_health_runs = Table(
+    "rep_health_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_at", DateTime(timezone=True), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("pool", Str(64), nullable=False),
+    Column("delivered", Integer, nullable=False),
+    Column("bounced", Integer, nullable=False),
+    Column("expired", Integer, nullable=False),
+    Column("pending", Integer, nullable=False),
+    Column("delivery_rate", Float),
+    Column("policy_blocked", Integer, nullable=False),
+    Column("policy_blocked_550_571", Integer, nullable=False),
+    Column("healthy", Boolean, nullable=False),
+    Column("alerts", Json(), nullable=False),
+    Index("ix_rep_health_runs_day", "day"),
 )

@@ -19,7 +19,10 @@ from sqlalchemy.exc import OperationalError
 pytest_plugins = [
     "tests.servers.dovecot",
     "tests.servers.telegram",  # before oauth, which reuses its loopback HTTP helper
+    "tests.servers.oauth",
     "tests.servers.dns",
+    "tests.servers.postfix",
+    "tests.servers.listmonk",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -109,3 +112,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.postgres)
         if fixtures & {"dovecot", "imap_proxy"}:
             item.add_marker(pytest.mark.imap)
+        if fixtures & {"postfix", "postfix_fleet"}:
+            item.add_marker(pytest.mark.postfix)

@@ -52,8 +52,8 @@ def write_report(directory: Path, name: str, data: bytes) -> Path:
 
 def refuse_writes_operationally(engine: Engine, table: str, when: str) -> None:
     """Make the database fail operationally (not over a value) on inserts into ``table``:
-    PostgreSQL raises SQLSTATE 53100, the code of a full disk; SQLite calls a function that does
-    not exist, an OperationalError like a disk I/O error."""
+    PostgreSQL raises SQLSTATE 53100, the code of a full disk; SQLite raises an OperationalError
+    from inside the trigger, as a disk I/O error would."""
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(
@@ -70,10 +70,12 @@ def refuse_writes_operationally(engine: Engine, table: str, when: str) -> None:
                 )
             )
         else:
+            # json() of malformed text fails only when it runs, so WHEN really selects the rows
+            # (an unknown function would fail every insert when the statement is prepared)
             conn.execute(
                 text(
                     f"CREATE TRIGGER refuse BEFORE INSERT ON {table} WHEN {when} "
-                    "BEGIN SELECT disk_io_failed(); END"
+                    "BEGIN SELECT json('{disk I/O error'); END"
                 )
             )
 

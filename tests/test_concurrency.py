@@ -74,7 +74,7 @@ def test_backfill_and_fetch_run_together(db_url: str, tmp_path: Path) -> None:
         ),
     ]
     outs = [p.communicate(timeout=300) for p in procs]
-    for proc, (out, err) in zip(procs, outs, strict=True):
+    for proc, (_out, err) in zip(procs, outs, strict=True):
         assert proc.returncode == 0, err.decode()[-800:]
     first, second = (json.loads(out) for out, _ in outs[:2])
     assert first["reports_new"] + second["reports_new"] == REPORTS

@@ -71,7 +71,7 @@ def test_a_file_named_like_a_report_that_is_not_one_is_refused(
     sqlite_url: str, tmp_path: Path, suffix: str
 ) -> None:
     bad = write_report(tmp_path / "in", f"report{suffix}", bytes(range(256)) * 8)
-    code, out, err = imp(sqlite_url, bad)
+    code, out, _err = imp(sqlite_url, bad)
     assert code == 3
     assert out["not_reports"] == 0
     [failed] = out["failed"]

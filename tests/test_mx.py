@@ -10,7 +10,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from inboxops.cli import root
@@ -121,7 +120,7 @@ def test_failures_are_not_moves_and_null_mx_is_reported(dns_server: DnsServer, d
     dns_server.zone.servfail("flaky.example")
     dns_server.zone.delete("gone.example")
     dns_server.zone.set_null_mx("nomail.example")
-    code, rows = mx_cli(
+    _, rows = mx_cli(
         ["classify", "--refresh", "flaky.example", "gone.example", "nomail.example", "--json"],
         dns_server,
         db_url,
@@ -133,7 +132,7 @@ def test_failures_are_not_moves_and_null_mx_is_reported(dns_server: DnsServer, d
         "gone.example": ("nxdomain", "unknown"),
         "nomail.example": ("null_mx", "unknown"),
     }
-    code, changes = mx_cli(
+    _, changes = mx_cli(
         ["changes", "--since", "2024-09-30T13:00:00Z", "--json"], dns_server, db_url, clock
     )
     listed = {c["domain"]: c for c in changes}  # type: ignore[union-attr]
@@ -141,7 +140,7 @@ def test_failures_are_not_moves_and_null_mx_is_reported(dns_server: DnsServer, d
     assert listed["gone.example"]["new_status"] == "nxdomain"
     assert listed["nomail.example"]["new_status"] == "null_mx"
     assert not any(c["moved"] for c in changes)  # type: ignore[union-attr]
-    code, moves = mx_cli(
+    _code, moves = mx_cli(
         ["changes", "--since", "2024-09-30T13:00:00Z", "--moves-only", "--json"],
         dns_server,
         db_url,

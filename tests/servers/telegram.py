@@ -84,6 +84,14 @@ class TelegramDouble:
         values.update(overrides)
         return TelegramSettings(**values)
 
+    def env(self) -> dict[str, str]:
+        """The INBOXOPS_TELEGRAM_* variables a CLI run needs to reach this double."""
+        return {
+            "INBOXOPS_TELEGRAM_BOT_TOKEN": self.token,
+            "INBOXOPS_TELEGRAM_CHAT_ID": CHAT_ID,
+            "INBOXOPS_TELEGRAM_API_URL": self.url,
+        }
+
     def answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Record the request, then decide the reply exactly as the scripted Telegram would."""
         with self._lock:

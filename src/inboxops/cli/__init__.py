@@ -132,9 +132,12 @@ def _register() -> None:
         db_cmd,
         demo_cmd,
         dmarc_cmd,
+        dmarc_maint,
         dmarc_views,
+        health_cmd,
         mx_cmd,
         notify_cmd,
+        reputation_cmd,
     )
 
     root.add_command(config_cmd.init)
@@ -144,7 +147,9 @@ def _register() -> None:
     root.add_command(notify_cmd.notify)
     root.add_command(demo_cmd.demo)
     root.add_command(mx_cmd.mx)
-    del dmarc_views  # registers its commands on the dmarc group when imported
+    root.add_command(reputation_cmd.reputation)
+    root.add_command(health_cmd.health)
+    del dmarc_views, dmarc_maint  # register their commands on the dmarc group when imported
 
 
 _register()

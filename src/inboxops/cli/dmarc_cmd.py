@@ -193,10 +193,28 @@ def import_(app: AppContext, paths: tuple[Path, ...], dry_run: bool, as_json: bo
     help="Parse and report what a real run would store; store nothing, change no flags.",
 )
 @click.option("--alert", "then_alert", is_flag=True, help="Run the alert rules after fetching.")
+@click.option(
+    "--folder",
+    metavar="NAME",
+    help="Read this folder for this run instead of [dmarc.imap] folder (e.g. a shared ops@ "
+    "mailbox's folder holding old reports).",
+)
+@click.option(
+    "--move-to",
+    metavar="FOLDER",
+    help="Move processed reports to this folder for this run instead of [dmarc.imap] "
+    "archive_folder (created if missing).",
+)
 @json_option("Print one JSON object on stdout.")
 @pass_app
 def fetch(
-    app: AppContext, all_messages: bool, dry_run: bool, then_alert: bool, as_json: bool
+    app: AppContext,
+    all_messages: bool,
+    dry_run: bool,
+    then_alert: bool,
+    folder: str | None,
+    move_to: str | None,
+    as_json: bool,
 ) -> None:
     """Read reports from the IMAP mailbox (INBOXOPS_IMAP_* or [dmarc.imap]).
 
@@ -204,19 +222,25 @@ def fetch(
     reports are committed, so a crash or a dropped connection loses nothing and a rerun stores
     nothing twice. Mail that is not a report is left untouched. Unparseable reports are
     quarantined and flagged, so they are not retried forever.
+
+    \b
+    Backfill old reports from another folder and archive them, in one run:
+      inboxops dmarc fetch --folder Shared/ops --all --move-to DMARC/Processed
     """
-    from inboxops.dmarc.fetch import fetch_reports
+    from dataclasses import replace
+
+    from inboxops.dmarc.fetch import check_login, fetch_reports
     from inboxops.dmarc.ingest import Ingestor
 
     settings = app.settings
     imap = settings.dmarc.imap
+    if folder is not None:
+        imap = replace(imap, folder=folder)
+    if move_to is not None:
+        imap = replace(imap, archive_folder=move_to)
     if not imap.host:
         raise ConfigError("no IMAP server configured; set INBOXOPS_IMAP_HOST or [dmarc.imap] host")
-    if not imap.user or not imap.password:
-        raise ConfigError(
-            "IMAP credentials missing; set INBOXOPS_IMAP_USER and INBOXOPS_IMAP_PASSWORD "
-            "(or [dmarc.imap] user and password / password_file)"
-        )
+    check_login(imap)
     sink = _sink(app, dry_run)
     ingestor = Ingestor(sink, settings.dmarc.limits)
     with progress_bar(app, "fetching") as progress:

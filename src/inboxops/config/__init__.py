@@ -21,13 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from inboxops.config.schema import MASK, Secret, apply_env, build, internal, setting
 from inboxops.config.reputation import (
     DnsSettings,
     HealthSettings,
     OperatorSettings,
     ReputationSettings,
 )
+from inboxops.config.schema import MASK, Secret, apply_env, build, internal, setting
 from inboxops.errors import ConfigError
 
 __all__ = [
@@ -101,6 +101,30 @@ class ImapSettings:
     archive_folder: str = setting("", env="IMAP_ARCHIVE_FOLDER")
     timeout: float = setting(60.0, minimum=1)
     verify_tls: bool = setting(True)
+    # auth = "xoauth2": an OAuth2 access token instead of the password (Microsoft 365 takes no
+    # passwords over IMAP); see inboxops.dmarc.oauth for the two flows and their settings.
+    auth: str = setting("password", env="IMAP_AUTH", choices=("password", "xoauth2"), lower=True)
+    oauth_provider: str = setting(
+        "", env="IMAP_OAUTH_PROVIDER", choices=("microsoft", "google"), lower=True
+    )
+    oauth_tenant: str = setting("", env="IMAP_OAUTH_TENANT")  # Microsoft: tenant id or domain
+    oauth_client_id: str = setting("", env="IMAP_OAUTH_CLIENT_ID")
+    oauth_client_secret: Secret = setting(
+        factory=lambda: Secret(""), env="IMAP_OAUTH_CLIENT_SECRET"
+    )
+    oauth_refresh_token: Secret = setting(  # Google
+        factory=lambda: Secret(""), env="IMAP_OAUTH_REFRESH_TOKEN"
+    )
+    oauth_scope: str = setting("", env="IMAP_OAUTH_SCOPE")  # empty: the provider's IMAP scope
+    oauth_authority: str = setting(
+        "https://login.microsoftonline.com", env="IMAP_OAUTH_AUTHORITY", parse=_http_url
+    )
+    oauth_token_url: str = setting(
+        "https://oauth2.googleapis.com/token", env="IMAP_OAUTH_TOKEN_URL", parse=_http_url
+    )
+    # PEM CA bundle trusted for the token endpoint instead of the system's (a TLS-inspecting
+    # proxy, a test provider); empty: the usual public CAs
+    oauth_ca_file: str = setting("", env="IMAP_OAUTH_CA_FILE")
 
     @property
     def effective_port(self) -> int:
@@ -149,6 +173,7 @@ class DmarcSettings:
         (), env="OWN_IPS", parse=parse_network, expect='a list of IPs/CIDRs, e.g. ["192.0.2.10"]'
     )
     domains: tuple[str, ...] = setting((), lower=True)  # our domains; empty = every domain
+    retention_days: int = setting(0, minimum=0)  # `dmarc prune` default age; 0 = keep forever
     imap: ImapSettings = setting(factory=ImapSettings)
     alerts: AlertSettings = setting(factory=AlertSettings)
     limits: Limits = setting(factory=Limits)

@@ -52,7 +52,7 @@ class DnsSettings:
     """[dns]: where every lookup goes, and how long answers are trusted."""
 
     nameservers: tuple[str, ...] = setting(
-        (), env="DNS_NAMESERVERS", parse=_nameserver, expect="a list like [\"127.0.0.1:5353\"]"
+        (), env="DNS_NAMESERVERS", parse=_nameserver, expect='a list like ["127.0.0.1:5353"]'
     )
     timeout: float = setting(2.0, minimum=0.1, maximum=60)  # per query
     lifetime: float = setting(5.0, minimum=0.1, maximum=120)  # per lookup, retries included
@@ -97,7 +97,7 @@ class ColourSettings:
 
     green_from: float = setting(0.95, minimum=0, maximum=1)
     red_below: float = setting(0.80, minimum=0, maximum=1)
-    yellow_trouble_share: float = setting(0.02, minimum=0, maximum=1)
+    yellow_trouble_share: float = setting(0.05, minimum=0, maximum=1)
     red_block_share: float = setting(0.10, minimum=0, maximum=1)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 
 from inboxops.dmarc.model import FailureReport, TlsReport
 from inboxops.dmarc.parse import ReportStream
-from inboxops.dmarc.rows import FIND_SQL, Raw, report_key
+from inboxops.dmarc.rows import FIND_SQL, report_key
 from inboxops.dmarc.store import (
     Done,
     Outcome,
@@ -29,6 +29,7 @@ from inboxops.dmarc.store import (
 )
 from inboxops.storage.db import database_errors
 from inboxops.storage.models import failure_reports, tls_reports
+from inboxops.storage.raw import Raw
 
 
 @dataclass

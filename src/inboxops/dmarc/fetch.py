@@ -1,11 +1,19 @@
-"""IMAP: read report mails, ingest them, flag (and archive) only what is committed.
+"""IMAP: read report mails in batches, ingest them, flag (and archive) only what is committed.
 
-The order of operations is the guarantee. A message is fetched with ``BODY.PEEK[]`` (reading
-never marks it), every report in it is committed by :class:`Ingestor`, and only then is it
-flagged ``\\Seen`` and, if an archive folder is set, moved. Whatever happens in between — a
-crash, ``kill -9``, a dropped connection — the message is still unseen, and the next run
-re-reads it and finds its reports already stored (``reports_known``): nothing lost, nothing
+The order of operations is the guarantee. Messages are read with ``BODY.PEEK[]`` (reading
+never marks them), every report in them is committed by :class:`Ingestor`, and only then are
+they flagged ``\\Seen`` and, if an archive folder is set, moved. Whatever happens in between — a
+crash, ``kill -9``, a dropped connection — the messages are still unseen, and the next run
+re-reads them and finds their reports already stored (``reports_known``): nothing lost, nothing
 twice. Mail that is not a report is never touched.
+
+Reading, flagging and moving go by UID *sets*, a batch at a time (:mod:`.imap_batch`): sizes
+first (``RFC822.SIZE``), then one ``UID FETCH`` per batch bounded by message count and bytes,
+one ``UID STORE`` and one ``UID MOVE`` for the batch's committed messages. A 5,000-message
+backfill is a few dozen round trips instead of 15,000, and memory is bounded by the batch.
+
+The login is the password, or with ``auth = "xoauth2"`` an OAuth2 access token (SASL XOAUTH2,
+:mod:`.oauth`) renewed before it runs out, so a reconnect late in a long run still gets in.
 """
 
 from __future__ import annotations
@@ -17,12 +25,16 @@ import re
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from inboxops.config import ImapSettings
+from inboxops.dmarc.imap_batch import BatchLimits, parse_bodies, parse_sizes, plan_batch, uid_sets
 from inboxops.dmarc.ingest import Ingestor, IngestStats
+from inboxops.dmarc.oauth import AccessTokens, access_tokens, check_oauth, xoauth2_response
 from inboxops.errors import ConfigError, ImapError
 
 log = logging.getLogger(__name__)
@@ -81,14 +93,20 @@ def _quote(mailbox: str) -> str:
 class _Session:
     """One logged-in IMAP connection with the folder selected."""
 
-    def __init__(self, imap: ImapSettings) -> None:
+    def __init__(
+        self, imap: ImapSettings, tokens: AccessTokens | None, limits: BatchLimits
+    ) -> None:
         self.imap = imap
+        self.tokens = tokens
+        self.limits = limits
         self.where = f"{imap.host}:{imap.effective_port}"
         self.conn = self._connect()
         try:
             self.delimiter = self._delimiter()
             self.uidvalidity = self._select()
-            self.can_move = "MOVE" in {c.upper() for c in self._capabilities()}
+            capabilities = {c.upper() for c in self._capabilities()}
+            self.can_move = "MOVE" in capabilities
+            self.uidplus = "UIDPLUS" in capabilities
         except BaseException:
             _close(self.conn)
             raise
@@ -131,14 +149,45 @@ class _Session:
                 "check INBOXOPS_IMAP_HOST, INBOXOPS_IMAP_PORT and INBOXOPS_IMAP_SECURITY"
             ) from None
         try:
-            conn.login(imap.user, imap.password.reveal())
+            if imap.auth == "xoauth2":
+                self._xoauth2(conn)
+            else:
+                conn.login(imap.user, imap.password.reveal())
         except imaplib.IMAP4.error:
             _close(conn)
             raise ImapError(
                 f"IMAP login failed for user {imap.user} at {self.where}; check "
                 "INBOXOPS_IMAP_USER / INBOXOPS_IMAP_PASSWORD"
             ) from None
+        except BaseException:
+            _close(conn)
+            raise
         return conn
+
+    def _xoauth2(self, conn: imaplib.IMAP4) -> None:
+        """SASL XOAUTH2 with the current token; a token refused before its time (revoked
+        early, a skewed clock) is replaced once. A token just issued and still refused means
+        the app may not open this mailbox: no use asking again."""
+        tokens = self.tokens
+        assert tokens is not None  # fetch_reports makes one for auth = "xoauth2"
+        for _ in range(2):
+            token, fresh = tokens.get()
+            try:
+                conn.authenticate("XOAUTH2", _sasl(xoauth2_response(self.imap.user, token)))
+                return
+            except imaplib.IMAP4.abort:
+                raise  # the connection went away: not a verdict on the token
+            except imaplib.IMAP4.error:
+                if fresh:
+                    break
+                log.info("event=oauth_token_refused provider=%s action=renew", tokens.label)
+                tokens.invalidate()
+        raise ImapError(
+            f"IMAP server {self.where} refused the OAuth2 token ({tokens.label}) for user "
+            f"{self.imap.user}; check that the app may open this mailbox (Microsoft: "
+            "IMAP.AccessAsApp and a mailbox permission for its service principal; Google: "
+            "scope https://mail.google.com/) and INBOXOPS_IMAP_USER"
+        )
 
     def _delimiter(self) -> str:
         """The server's hierarchy separator ("." on Maildir++ Dovecot, "/" on many others)."""
@@ -175,48 +224,84 @@ class _Session:
         except (TypeError, ValueError):
             return None
 
-    def search(self, all_messages: bool) -> list[str]:
+    def search(self, all_messages: bool) -> list[int]:
         typ, data = self.conn.uid("SEARCH", "ALL" if all_messages else "UNSEEN")
         if typ != "OK":
             raise ImapError(f"IMAP SEARCH failed in {self.imap.folder!r} at {self.where}")
-        return data[0].decode().split() if data and data[0] else []
+        found = data[0].split() if data and isinstance(data[0], bytes) else []
+        return sorted(int(uid) for uid in found)
 
-    def fetch(self, uid: str) -> bytes | None:
-        typ, data = self.conn.uid("FETCH", uid, "(BODY.PEEK[])")
-        if typ != "OK":
-            raise imaplib.IMAP4.abort(f"FETCH {uid!r} failed")
-        for item in data:
-            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], bytes):
-                return item[1]
-        return None  # expunged meanwhile
+    def sizes(self, uids: list[int]) -> dict[int, int]:
+        """RFC822.SIZE of each message; a UID missing from the answer was expunged."""
+        out: dict[int, int] = {}
+        for chunk in uid_sets(uids, self.limits.max_set_chars):
+            typ, data = self.conn.uid("FETCH", chunk, "(RFC822.SIZE)")
+            if typ != "OK":
+                raise imaplib.IMAP4.abort("FETCH RFC822.SIZE failed")
+            out.update(parse_sizes(data))
+        wanted = set(uids)
+        return {uid: size for uid, size in out.items() if uid in wanted}
 
-    def flag_seen(self, uid: str) -> None:
-        typ, _ = self.conn.uid("STORE", uid, "+FLAGS", "(\\Seen)")
-        if typ != "OK":
-            raise imaplib.IMAP4.abort(f"STORE {uid!r} failed")
+    def bodies(self, uids: list[int]) -> dict[int, bytes]:
+        """The messages of one batch, read without marking them (``BODY.PEEK[]``)."""
+        out: dict[int, bytes] = {}
+        for chunk in uid_sets(uids, self.limits.max_set_chars):
+            typ, data = self.conn.uid("FETCH", chunk, "(BODY.PEEK[])")
+            if typ != "OK":
+                raise imaplib.IMAP4.abort("FETCH BODY.PEEK[] failed")
+            out.update(parse_bodies(data))
+            del data
+        wanted = set(uids)
+        return {uid: raw for uid, raw in out.items() if uid in wanted}
 
-    def archive(self, uid: str, folder: str) -> None:
+    def flag_seen(self, uids: list[int]) -> None:
+        for chunk in uid_sets(uids, self.limits.max_set_chars):
+            typ, _ = self.conn.uid("STORE", chunk, "+FLAGS.SILENT", "(\\Seen)")
+            if typ != "OK":
+                raise imaplib.IMAP4.abort("STORE \\Seen failed")
+
+    def archive(self, uids: list[int], folder: str) -> None:
         mailbox = self.mailbox(folder)
-        if self.can_move:
-            typ, _ = self.conn.uid("MOVE", uid, mailbox)
-            if typ == "OK":
-                return
-            self.conn.create(mailbox)
-            typ, _ = self.conn.uid("MOVE", uid, mailbox)
-            if typ != "OK":
-                raise ImapError(f"cannot move messages to {folder!r} at {self.where}")
+        for chunk in uid_sets(uids, self.limits.max_set_chars):
+            if self.can_move:
+                self._transfer("MOVE", chunk, mailbox, folder)
+            else:
+                self._transfer("COPY", chunk, mailbox, folder)
+                self.conn.uid("STORE", chunk, "+FLAGS.SILENT", "(\\Deleted)")
+                if self.uidplus:
+                    self.conn.uid("EXPUNGE", chunk)  # only ours, not others' \Deleted mail
+                else:
+                    self.conn.expunge()
+            self.conn.response("EXPUNGE")  # drop the untagged EXPUNGEs imaplib would keep
+
+    def _transfer(self, command: str, chunk: str, mailbox: str, folder: str) -> None:
+        """UID MOVE/COPY, creating the folder the first time it is missing."""
+        typ, _ = self.conn.uid(command, chunk, mailbox)
+        if typ == "OK":
             return
-        typ, _ = self.conn.uid("COPY", uid, mailbox)
+        self.conn.create(mailbox)
+        typ, _ = self.conn.uid(command, chunk, mailbox)
         if typ != "OK":
-            self.conn.create(mailbox)
-            typ, _ = self.conn.uid("COPY", uid, mailbox)
-            if typ != "OK":
-                raise ImapError(f"cannot copy messages to {folder!r} at {self.where}")
-        self.conn.uid("STORE", uid, "+FLAGS", "(\\Deleted)")
-        self.conn.expunge()
+            verb = "move" if command == "MOVE" else "copy"
+            raise ImapError(f"cannot {verb} messages to {folder!r} at {self.where}")
 
     def close(self) -> None:
         _close(self.conn)
+
+
+def _sasl(initial: bytes) -> Callable[[bytes], bytes]:
+    """imaplib's AUTHENTICATE callback: the initial response to the server's empty challenge;
+    to anything after it (XOAUTH2's error details) an empty line, so the server ends with NO."""
+    sent = False
+
+    def respond(_challenge: bytes) -> bytes:
+        nonlocal sent
+        if sent:
+            return b""
+        sent = True
+        return initial
+
+    return respond
 
 
 def _close(conn: imaplib.IMAP4) -> None:
@@ -251,6 +336,22 @@ def check_plaintext(imap: ImapSettings) -> None:
     )
 
 
+def check_login(imap: ImapSettings) -> None:
+    """Refuse to start without what the configured login needs (exit 2, the key to set)."""
+    if imap.auth == "xoauth2":
+        if not imap.user:
+            raise ConfigError(
+                "IMAP user missing: the mailbox to open with the OAuth2 token; set "
+                "INBOXOPS_IMAP_USER or [dmarc.imap] user"
+            )
+        check_oauth(imap)
+    elif not imap.user or not imap.password:
+        raise ConfigError(
+            "IMAP credentials missing; set INBOXOPS_IMAP_USER and INBOXOPS_IMAP_PASSWORD "
+            "(or [dmarc.imap] user and password / password_file)"
+        )
+
+
 def fetch_reports(
     imap: ImapSettings,
     ingestor: Ingestor,
@@ -260,20 +361,29 @@ def fetch_reports(
     progress: Callable[[int, int], None] | None = None,
     max_reconnects: int = 5,
     sleep: Callable[[float], None] = time.sleep,
+    tokens: AccessTokens | None = None,
+    limits: BatchLimits | None = None,
 ) -> FetchStats:
-    """Ingest the folder's UNSEEN (or all) messages; flag/move each only after its commit."""
+    """Ingest the folder's UNSEEN (or all) messages; flag/move them only after their commit.
+
+    ``tokens`` (for ``auth = "xoauth2"``) is made from the settings unless given: a caller
+    that logs in repeatedly, or a test with its own clock, passes one.
+    """
     check_plaintext(imap)
+    check_login(imap)
+    if imap.auth == "xoauth2" and tokens is None:
+        tokens = access_tokens(imap)
+    limits = limits or BatchLimits()
     stats = FetchStats()
-    session = _Session(imap)
+    run = _Run(imap, ingestor, stats, limits, dry_run=dry_run, progress=progress)
+    session = _Session(imap, tokens, limits)
     try:
-        uids = session.search(all_messages)
-        total = len(uids)
-        log.info("event=imap_search folder=%s messages=%d", imap.folder, total)
-        done = 0
-        while uids:
-            uid = uids[0]
+        run.restart(session.search(all_messages))
+        log.info("event=imap_search folder=%s messages=%d", imap.folder, run.total)
+        while True:
             try:
-                _one(session, uid, ingestor, stats, imap, dry_run)
+                if not run.step(session):
+                    break
             except _DROPPED as exc:
                 if stats.reconnects >= max_reconnects:
                     raise ImapError(
@@ -287,42 +397,109 @@ def fetch_reports(
                 session.close()
                 sleep(min(2.0 ** (stats.reconnects - 1), 30.0))
                 previous = session.uidvalidity
-                session = _Session(imap)
+                session = _Session(imap, tokens, limits)
                 if previous is not None and session.uidvalidity != previous:
-                    uids = session.search(all_messages)  # UIDs changed meaning: start over
-                continue
-            uids.pop(0)
-            done += 1
-            if progress is not None:
-                progress(done, total)
+                    run.restart(session.search(all_messages))  # UIDs changed meaning: start over
     finally:
         session.close()
     return stats
 
 
-def _one(
-    session: _Session,
-    uid: str,
-    ingestor: Ingestor,
-    stats: FetchStats,
-    imap: ImapSettings,
-    dry_run: bool,
-) -> None:
-    raw = session.fetch(uid)
-    if raw is None:
-        return
-    source = f"imap:{imap.folder}/uid={uid}"
-    result = ingestor.ingest_bytes(raw, source)  # commits before returning
-    stats.messages_seen += 1
-    stats.ingest.add(result)
-    if not result.stored_anything:
-        stats.messages_skipped_not_report += 1
-        return
-    if dry_run:
-        return
-    session.flag_seen(uid)
-    stats.messages_flagged += 1
-    log.info("event=imap_flagged uid=%s", uid)
-    if imap.archive_folder:
-        session.archive(uid, imap.archive_folder)
-        stats.messages_moved += 1
+class _Run:
+    """Where one fetch stands: what is left to read, what is committed but not yet flagged.
+
+    It survives reconnects: with the same UIDVALIDITY the UIDs keep their meaning, so messages
+    committed before the drop are flagged (and moved) without being read again.
+    """
+
+    def __init__(
+        self,
+        imap: ImapSettings,
+        ingestor: Ingestor,
+        stats: FetchStats,
+        limits: BatchLimits,
+        *,
+        dry_run: bool,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self.imap = imap
+        self.ingestor = ingestor
+        self.stats = stats
+        self.limits = limits
+        self.dry_run = dry_run
+        self.progress = progress
+        self.pending: deque[int] = deque()  # to read, in UID order
+        self.sizes: dict[int, int] = {}
+        self.to_flag: list[int] = []  # committed, not yet \Seen
+        self.to_move: list[int] = []  # \Seen, not yet in the archive folder
+        self.done = 0
+        self.total = 0
+
+    def restart(self, uids: list[int]) -> None:
+        """Start from a SEARCH. After a UIDVALIDITY change nothing known holds any more:
+        committed but unflagged messages are simply read again and found known."""
+        self.pending = deque(uids)
+        self.sizes.clear()
+        self.to_flag.clear()
+        self.to_move.clear()
+        self.total = self.done + len(uids)
+
+    def step(self, session: _Session) -> bool:
+        """Read, ingest and flag one batch; False once nothing is left."""
+        self.settle(session)
+        batch = self._next_batch(session)
+        if not batch:
+            return False
+        bodies = session.bodies(batch)
+        log.info(
+            "event=imap_batch messages=%d bytes=%d", len(batch), sum(map(len, bodies.values()))
+        )
+        for uid in batch:
+            raw = bodies.pop(uid, None)  # released as it goes: memory shrinks with the batch
+            if raw is not None:
+                self._ingest(uid, raw)
+            self.pending.popleft()
+            self.sizes.pop(uid, None)
+            self.done += 1
+            if self.progress is not None:
+                self.progress(self.done, self.total)
+        self.settle(session)
+        return bool(self.pending)
+
+    def settle(self, session: _Session) -> None:
+        """Flag, then move, what is committed: only ever after the commit."""
+        if self.to_flag:
+            session.flag_seen(self.to_flag)
+            self.stats.messages_flagged += len(self.to_flag)
+            log.info("event=imap_flagged messages=%d", len(self.to_flag))
+            if self.imap.archive_folder:
+                self.to_move.extend(self.to_flag)
+            self.to_flag = []
+        if self.to_move:
+            session.archive(self.to_move, self.imap.archive_folder)
+            self.stats.messages_moved += len(self.to_move)
+            self.to_move = []
+
+    def _next_batch(self, session: _Session) -> list[int]:
+        """The next batch, its sizes known (asked for a window of UIDs at a time)."""
+        window = max(self.limits.size_window, self.limits.messages)
+        while True:
+            head = list(islice(self.pending, self.limits.messages))
+            unknown = [uid for uid in islice(self.pending, window) if uid not in self.sizes]
+            if not head or all(uid in self.sizes for uid in head):
+                return plan_batch(head, self.sizes, self.limits)
+            self.sizes.update(session.sizes(unknown))
+            gone = {uid for uid in unknown if uid not in self.sizes}  # expunged meanwhile
+            if gone:
+                self.pending = deque(uid for uid in self.pending if uid not in gone)
+                self.done += len(gone)
+
+    def _ingest(self, uid: int, raw: bytes) -> None:
+        source = f"imap:{self.imap.folder}/uid={uid}"
+        result = self.ingestor.ingest_bytes(raw, source)  # commits before returning
+        self.stats.messages_seen += 1
+        self.stats.ingest.add(result)
+        if not result.stored_anything:
+            self.stats.messages_skipped_not_report += 1
+        elif not self.dry_run:
+            self.to_flag.append(uid)

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, String, Table
+from sqlalchemy import Column, String
 
 from inboxops.dmarc.model import Record, ReportMeta
 from inboxops.storage.models import dmarc_auth_results, dmarc_records, dmarc_reports
+from inboxops.storage.raw import Raw
 from inboxops.storage.text import CleanJSON, CleanString, CleanText, clean_json, clean_row
 
 RECORD_COLS = [c.name for c in dmarc_records.columns]
@@ -136,85 +137,6 @@ def record_rows(
         [clean_row(row, RECORD_TEXT) for row in rec_rows],
         [clean_row(row, AUTH_TEXT) for row in auth_rows],
     )
-
-
-class Raw:
-    """The transaction's own DBAPI connection, for the per-report hot path.
-
-    Small reports are dominated by per-statement overhead, so the aggregate path skips
-    SQLAlchemy's statement machinery and speaks to the driver: qmark SQL and ``executemany`` on
-    SQLite, ``%s`` SQL and ``COPY`` on PostgreSQL. Values are adapted the way SQLAlchemy's own
-    types store them (naive-UTC text datetimes and JSON text on SQLite), so both paths read back
-    identically through the models.
-    """
-
-    def __init__(self, conn: Connection) -> None:
-        self.pg = conn.dialect.name == "postgresql"
-        self.raw: Any = conn.connection.dbapi_connection
-
-    def sql(self, text: str) -> str:
-        return text.replace("?", "%s") if self.pg else text
-
-    def dt(self, value: datetime | None) -> Any:
-        if value is None or self.pg:
-            return value
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-    def json(self, value: Any) -> Any:
-        if self.pg:
-            from psycopg.types.json import Json
-
-            return Json(value)
-        return json.dumps(value)
-
-    def one(self, text: str, params: Sequence[Any]) -> Any:
-        cur = self.raw.cursor()
-        try:
-            cur.execute(self.sql(text), params)
-            row = cur.fetchone()
-            return row[0] if row else None
-        finally:
-            cur.close()
-
-    def row(self, text: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
-        cur = self.raw.cursor()
-        try:
-            cur.execute(self.sql(text), params)
-            found = cur.fetchone()
-            return tuple(found) if found is not None else None
-        finally:
-            cur.close()
-
-    def all(self, text: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        cur = self.raw.cursor()
-        try:
-            cur.execute(self.sql(text), params)
-            return [tuple(r) for r in cur.fetchall()]
-        finally:
-            cur.close()
-
-    def run(self, text: str, params: Sequence[Any]) -> None:
-        cur = self.raw.cursor()
-        try:
-            cur.execute(self.sql(text), params)
-        finally:
-            cur.close()
-
-    def write(self, table: Table, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        cols = ", ".join(f'"{c}"' for c in columns)
-        if self.pg:
-            with self.raw.cursor() as cur, cur.copy(f"COPY {table.name} ({cols}) FROM STDIN") as cp:
-                for row in rows:
-                    cp.write_row(row)
-            return
-        marks = ", ".join("?" for _ in columns)
-        cur = self.raw.cursor()
-        try:
-            cur.executemany(f"INSERT INTO {table.name} ({cols}) VALUES ({marks})", rows)
-        finally:
-            cur.close()
 
 
 REPORT_COLS = [c.name for c in dmarc_reports.columns if c.name != "id"]

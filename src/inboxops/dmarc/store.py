@@ -46,7 +46,6 @@ from inboxops.dmarc.rows import (
     INSERT_SQL,
     RECORD_COLS,
     REPLACE_SQL,
-    Raw,
     content_digest,
     meta_values,
     now,
@@ -70,6 +69,7 @@ from inboxops.storage.models import (
     tls_policies,
     tls_reports,
 )
+from inboxops.storage.raw import Raw
 from inboxops.storage.text import clean_json
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,15 @@ from inboxops.storage.models import dmarc_reports as rep
 from inboxops.storage.models import failure_reports, tls_failures, tls_policies, tls_reports
 from inboxops.window import Window
 
-__all__ = ["Window", "failure_rows", "held_range", "ip_stats", "org_stats", "tls_stats"]
+__all__ = [
+    "Window",
+    "failure_rows",
+    "held_range",
+    "ip_stats",
+    "org_stats",
+    "report_filters",
+    "tls_stats",
+]
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,8 @@ def is_own(ip: str, own: Sequence[IPNetwork]) -> bool:
     return any(addr.version == net.version and addr in net for net in own)
 
 
-def _filters(window: Window, domain: str | None) -> list[object]:
+def report_filters(window: Window, domain: str | None) -> list[object]:
+    """The one rule every DMARC view (and export) uses: window by midpoint, domain by suffix."""
     conds: list[object] = [rep.c.window_at >= window.since, rep.c.window_at < window.until]
     if domain:
         d = domain.lower().strip(".")
@@ -79,7 +88,7 @@ def ip_stats(
             passed,
         )
         .select_from(rec.join(rep, rep.c.id == rec.c.report_pk))
-        .where(and_(*_filters(window, domain)))  # type: ignore[arg-type]
+        .where(and_(*report_filters(window, domain)))  # type: ignore[arg-type]
         .group_by(rec.c.source_ip, rep.c.org_name, rep.c.domain, rep.c.p)
     )
     [rows] = read_rows(engine, query, what="DMARC records")
@@ -124,7 +133,7 @@ def org_stats(engine: Engine, window: Window, domain: str | None = None) -> list
             func.count(func.distinct(rec.c.source_ip)),
         )
         .select_from(rep.outerjoin(rec, rep.c.id == rec.c.report_pk))
-        .where(and_(*_filters(window, domain)))  # type: ignore[arg-type]
+        .where(and_(*report_filters(window, domain)))  # type: ignore[arg-type]
         .group_by(rep.c.org_name)
     )
     [rows] = read_rows(engine, query, what="DMARC reports")

@@ -57,6 +57,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             time.sleep(0.1)
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA temp_store=MEMORY")  # staging tables of bulk writes never touch disk
     cur.close()
 
 

@@ -334,6 +334,15 @@ rep_expiries = Table(
     Column("scope", Str(255), primary_key=True),
     Column("queue_id", Str(32), primary_key=True),
     Column("ts", DateTime(timezone=True), primary_key=True),
+    Column("day", Date, nullable=False),
+)
+
+# Days whose rollup must be rebuilt: written with each batch of attempts and cleared in the
+# transaction that rebuilds them, so a run killed between the two leaves nothing stale.
+rep_dirty_days = Table(
+    "rep_dirty_days",
+    metadata,
+    Column("day", Date, primary_key=True),
 )
 
 # Messages that are notifications (from=<> or named by a bounce/defer/trace line), remembered

@@ -7,7 +7,7 @@ Create Date: 2026-12-03
 * ``dns_cache`` and ``mx_history``: the one DNS layer's TTL cache and each domain's operator
   history, shared by reputation, list hygiene and DMARC enrichment.
 * ``rep_attempts``, ``rep_recipients``, ``rep_expiries``, ``rep_notices``, ``rep_daily``,
-  ``rep_health_runs``: the Postfix reputation monitor.
+  ``rep_dirty_days``, ``rep_health_runs``: the Postfix reputation monitor.
 * ``alert_state`` becomes (kind, key, magnitude) so every capability shares it; existing DMARC
   rows keep their meaning (key = the IP, magnitude = failing messages).
 """
@@ -119,7 +119,13 @@ def upgrade() -> None:
         sa.Column("scope", _text(255), nullable=False),
         sa.Column("queue_id", _text(32), nullable=False),
         sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
         sa.PrimaryKeyConstraint("scope", "queue_id", "ts", name="pk_rep_expiries"),
+    )
+    op.create_table(
+        "rep_dirty_days",
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.PrimaryKeyConstraint("day", name="pk_rep_dirty_days"),
     )
     op.create_table(
         "rep_notices",
@@ -128,11 +134,24 @@ def upgrade() -> None:
         sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("scope", "queue_id", name="pk_rep_notices"),
     )
-    counters = (
-        "attempts recipients delivered bounced expired pending deferrals throttled policy_blocked "
-        "policy_blocked_550_571 auth_failures user_unknown mailbox_full greeting_blocks "
-        "connection_failures dns_failures"
-    ).split()
+    counters = [
+        "attempts",
+        "recipients",
+        "delivered",
+        "bounced",
+        "expired",
+        "pending",
+        "deferrals",
+        "throttled",
+        "policy_blocked",
+        "policy_blocked_550_571",
+        "auth_failures",
+        "user_unknown",
+        "mailbox_full",
+        "greeting_blocks",
+        "connection_failures",
+        "dns_failures",
+    ]
     op.create_table(
         "rep_daily",
         sa.Column("day", sa.Date(), nullable=False),
@@ -172,6 +191,7 @@ def downgrade() -> None:
         "rep_health_runs",
         "rep_daily",
         "rep_notices",
+        "rep_dirty_days",
         "rep_expiries",
         "rep_recipients",
         "rep_attempts",

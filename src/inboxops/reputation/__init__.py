@@ -1,0 +1,1 @@
+"""Reputation monitor: Postfix delivery logs -> attempts -> per-operator outcomes and alerts."""

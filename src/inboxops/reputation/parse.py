@@ -1,0 +1,490 @@
+"""Postfix log lines -> a stream of :mod:`~inboxops.reputation.model` events.
+
+Pure and streaming: the caller opens the file (plain, ``.gz``, stdin) with ``errors="replace"``
+and hands over an iterable of ``str`` lines; memory stays constant apart from small bounded
+caches (syslog names, minutes, relays, and reply classes in ``reasons``). Nothing raises on bad
+input: a line that cannot be read is counted as ``malformed``, and the first few are kept,
+printable, for the error message.
+
+Formats: traditional syslog (``Jun  4 07:00:01 host prog[pid]: text``), Postfix's own
+``maillog_file`` written by postlogd (``Jun 04 07:00:01 ...``, zero-padded day) and RFC 3339
+(``2021-04-21T17:16:28.123456+02:00 host prog[pid]: text``, ``Z``, ``+0200``, or no zone).
+Year-less and zone-less stamps are read in the parser's ``tz``. The year of a year-less log is
+inferred (see :class:`PostfixLogParser`), and moves on when the month jumps back (Dec -> Jan).
+
+Speed is a product requirement (a fleet's day of logs in seconds), so the loop is written for
+it: ``str.split`` instead of a header regex, a substring test before any regex, syslog names and
+minutes memoised, no datetime per line, and reply classification memoised in ``reasons``. Most
+lines of a fleet log are inbound or housekeeping and cost one split and one dict lookup.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, tzinfo
+from itertools import chain
+from typing import Final, TypeAlias
+
+from inboxops.reputation.model import (
+    Attempt,
+    Event,
+    Expired,
+    MessageFrom,
+    Notification,
+    ParseStats,
+    Removed,
+)
+from inboxops.reputation.reasons import ACCEPTED, classify
+from inboxops.untrusted import one_line
+
+MAX_REPLY: Final = 1000
+MAX_SAMPLES: Final = 5
+
+DELIVERY_SERVICES: Final = frozenset(
+    {"smtp", "lmtp", "local", "virtual", "pipe", "error", "retry", "discard"}
+)
+QUEUE_MANAGERS: Final = frozenset({"qmgr", "nqmgr", "oqmgr"})
+NOTIFIERS: Final = frozenset({"bounce", "defer", "trace"})
+INBOUND_SERVICES: Final = frozenset({"smtpd", "postscreen", "anvil", "dnsblog", "tlsproxy"})
+OTHER_SERVICES: Final = frozenset(
+    {
+        "cleanup", "pickup", "master", "postlogd", "tlsmgr", "scache", "verify", "proxymap",
+        "proxywrite", "showq", "flush", "postdrop", "sendmail", "postqueue", "postsuper",
+        "postfix-script", "postmap", "postalias", "postconf", "postmulti", "postlog", "spawn",
+        "qmqpd", "trivial-rewrite", "rewrite", "postkick",
+    }
+)  # fmt: skip
+POSTFIX_SERVICES: Final = (
+    DELIVERY_SERVICES | QUEUE_MANAGERS | NOTIFIERS | INBOUND_SERVICES | OTHER_SERVICES
+)
+
+# Counter slots; a syslog name's kind below 10 is the slot its lines are counted in.
+_ATTEMPTS, _QUEUE, _INBOUND, _OTHER, _NON_POSTFIX, _MALFORMED = range(6)
+_K_DELIVERY, _K_QMGR, _K_NOTIFY, _K_BAD = 10, 11, 12, 13
+
+_MONTHS: Final = {
+    m: i + 1
+    for i, m in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+    )
+}
+# The patterns spell out [0-9] and negated classes instead of \d, \s and lazy quantifiers (each
+# of those costs Python's engine several times more), and stop at "status=... (": the reply and
+# the relay's host[ip]:port are cut with str methods. Queue ids: upper-case hex (DA572164318),
+# the long ids' digits and consonants (4Z3Qc05q1Lz9vCg), NOQUEUE.
+_QID = r"[0-9A-Za-z]{5,25}"
+_TAIL = (
+    r"relay=([^,]*), (?:conn_use=[0-9]+, )?delay=[0-9.]+, (?:delays=[0-9./]+, )?"
+    r"dsn=([245]\.[0-9]{1,3}\.[0-9]{1,3}), status=([A-Za-z]+) \("
+)
+_DELIVERY = re.compile(rf"({_QID}): to=<([^>]*)>, (?:orig_to=<([^>]*)>, )?{_TAIL}")
+# ... and when that fails, an address may hold a '>' (a quoted local part): the patient pattern.
+_DELIVERY_QUOTED = re.compile(rf"({_QID}): to=<(.*?)>, (?:orig_to=<(.*?)>, )?{_TAIL}")
+_FROM_END = (
+    r"(?:size=([0-9]+), nrcpt=([0-9]+) \(queue active\)|(status=expired), returned to sender)"
+)
+_FROM = re.compile(rf"({_QID}): from=<([^>]*)>, {_FROM_END}[\r\n]*\Z")
+_FROM_QUOTED = re.compile(rf"({_QID}): from=<(.*)>, {_FROM_END}[\r\n]*\Z")
+_NOTICE = re.compile(rf"({_QID}): ([a-z]+ [a-z -]+?) notification: ({_QID})[\r\n]*\Z")
+_REMOVED = re.compile(rf"({_QID}): removed[\r\n]*\Z")
+# soft_bounce=yes logs SOFTBOUNCE where it would have bounced: the mail stays queued
+_STATUSES: Final = {
+    "sent": "sent",
+    "deferred": "deferred",
+    "bounced": "bounced",
+    "SOFTBOUNCE": "deferred",
+}
+_CACHE_LIMIT: Final = 50_000
+
+
+_Relay: TypeAlias = tuple[str | None, str | None, int | None]  # host, ip, port
+_BAD_RELAY: Final[_Relay] = ("", "", None)
+
+
+def _relay(cache: dict[str, _Relay], relay: str) -> _Relay:
+    """``host[ip]:port``, ``host[ip]``, ``host[private/dovecot-lmtp]``, ``none``, ``local``,
+    ``dovecot`` -> (host or None, ip, port); memoised, since a fleet talks to few MX hosts."""
+    host, bracket, rest = relay.partition("[")
+    where: _Relay
+    if not bracket:
+        where = (None if relay == "none" else relay, None, None)
+    else:
+        ip, close, tail = rest.partition("]")
+        if not close or (tail and (tail[0] != ":" or not tail[1:].isdigit())):
+            where = _BAD_RELAY
+        else:
+            where = (host, ip, int(tail[1:]) if tail else None)
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[relay] = where
+    return where
+
+
+class _Clock:
+    """Timestamp text -> epoch seconds, memoised per minute; infers the year of syslog stamps.
+
+    The first syslog stamp gets ``year`` if given, else ``ref``'s year, or the year before if
+    that would put it more than a day after ``ref`` (a December log read in January). Then a
+    month two or more behind the current one starts a new year (Dec -> Jan); one month behind,
+    or ten or more ahead, is a straggler from an interleaved log and keeps the current year
+    (or the previous one), without moving the state.
+    """
+
+    def __init__(self, tz: tzinfo, year: int | None, ref: datetime) -> None:
+        self.tz = tz
+        self._override = year
+        self._ref = ref if ref.tzinfo else ref.replace(tzinfo=tz)
+        self._year = 0  # 0 until the first syslog stamp anchors it
+        self._month = 0
+        self._mon = ""
+        self.minutes: dict[str, float] = {}  # "Nov 24 14:49" -> epoch of that minute
+        self._iso_minutes: dict[str, float] = {}  # "2021-04-21T17:16+02:00" -> epoch
+
+    def anchor(self, stamp: str) -> None:
+        month = _MONTHS.get(stamp[:3])
+        if month is None or self._year:
+            return
+        if self._override is not None:
+            year = self._override
+        else:
+            year = self._ref.year
+            try:
+                day = min(int(stamp[4:6]), 28)
+                first = datetime(year, month, day, tzinfo=self.tz)
+            except ValueError:
+                first = datetime(year, month, 1, tzinfo=self.tz)
+            if first.timestamp() > self._ref.timestamp() + 86400:
+                year -= 1
+        self._year, self._month, self._mon = year, month, stamp[:3]
+
+    def syslog(self, stamp: str) -> float | None:
+        """``Nov 24 14:49:24`` or ``Jun  4 07:00:01`` / ``Jun 04 07:00:01``; None if broken."""
+        year = self._year
+        if stamp[:3] != self._mon:
+            if not year:
+                self.anchor(stamp)
+                year = self._year
+            month = _MONTHS.get(stamp[:3])
+            if month is None or not year:
+                return None
+            delta = month - self._month
+            if delta <= -2:  # the year turned
+                year = self._year = year + 1
+                self._month, self._mon = month, stamp[:3]
+                self.minutes.clear()
+            elif delta == -1 or delta >= 10:  # a straggler: compute, leave the state alone
+                return self._compute(stamp, year - 1 if delta >= 10 else year, month)
+            else:
+                self._month, self._mon = month, stamp[:3]
+        base = self.minutes.get(stamp[:12])
+        if base is None:
+            return self._compute(stamp, year, self._month, cache=True)
+        try:
+            return base + int(stamp[13:15])
+        except ValueError:
+            return None
+
+    def _compute(self, stamp: str, year: int, month: int, *, cache: bool = False) -> float | None:
+        if stamp[6] != " " or stamp[9] != ":" or stamp[12] != ":":
+            return None
+        try:
+            day, hour, minute = int(stamp[4:6]), int(stamp[7:9]), int(stamp[10:12])
+            second = int(stamp[13:15])
+            base = datetime(year, month, day, hour, minute, tzinfo=self.tz).timestamp()
+        except ValueError:
+            return None
+        if not 0 <= second <= 60:
+            return None
+        if cache:
+            if len(self.minutes) >= _CACHE_LIMIT:
+                self.minutes.clear()
+            self.minutes[stamp[:12]] = base
+        return base + second
+
+    def iso(self, stamp: str) -> float | None:
+        """``2021-04-21T17:16:28[.ffffff][Z|+02:00|+0200]``; None if broken."""
+        if stamp[-1:] == "Z":
+            zone = "Z"
+        elif stamp[-6:-5] in ("+", "-") and stamp[-3:-2] == ":":
+            zone = stamp[-6:]
+        elif stamp[-5:-4] in ("+", "-") and stamp[-4:].isdigit():
+            zone = stamp[-5:]
+        else:
+            zone = ""  # no zone: the parser's tz
+        end = len(stamp) - len(zone)
+        if end < 19 or stamp[10] != "T" or stamp[16] != ":":
+            return None
+        if end > 19 and (stamp[19] != "." or not stamp[20:end].isdigit()):
+            return None
+        try:
+            second = int(stamp[17:19])
+            fraction = float(stamp[19:end]) if end > 19 else 0.0  # ".123456"
+        except ValueError:
+            return None
+        if not 0 <= second <= 60:
+            return None
+        key = stamp[:16] + zone
+        base = self._iso_minutes.get(key)
+        if base is None:
+            try:
+                moment = datetime.fromisoformat(key)
+            except ValueError:
+                return None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=self.tz)
+            base = moment.timestamp()
+            if len(self._iso_minutes) >= _CACHE_LIMIT:
+                self._iso_minutes.clear()
+            self._iso_minutes[key] = base
+        return base + second + fraction
+
+
+class PostfixLogParser:
+    """Reads Postfix log lines; counters accumulate over every :meth:`parse` call.
+
+    ``tz`` is the zone of stamps that carry none. ``year`` (the year of the first line) and
+    ``ref`` (the file's mtime, or now) drive year inference for syslog stamps; both can be given
+    per :meth:`parse` call, one call per file. ``ref`` defaults to the current time.
+    """
+
+    def __init__(
+        self, *, tz: tzinfo = UTC, year: int | None = None, ref: datetime | None = None
+    ) -> None:
+        self.tz = tz
+        self.year = year
+        self.ref = ref
+        self._counts = [0] * 6
+        self._samples: list[str] = []
+        self._names: dict[str, tuple[str, str, int]] = {}
+
+    # -- counters -----------------------------------------------------------------------------
+
+    @property
+    def lines(self) -> int:
+        return sum(self._counts)
+
+    @property
+    def attempts(self) -> int:
+        return self._counts[_ATTEMPTS]
+
+    @property
+    def queue_events(self) -> int:
+        return self._counts[_QUEUE]
+
+    @property
+    def inbound(self) -> int:
+        return self._counts[_INBOUND]
+
+    @property
+    def other(self) -> int:
+        return self._counts[_OTHER]
+
+    @property
+    def non_postfix(self) -> int:
+        return self._counts[_NON_POSTFIX]
+
+    @property
+    def malformed(self) -> int:
+        return self._counts[_MALFORMED]
+
+    @property
+    def malformed_samples(self) -> tuple[str, ...]:
+        return tuple(self._samples)
+
+    @property
+    def stats(self) -> ParseStats:
+        c = self._counts
+        return ParseStats(
+            lines=sum(c),
+            attempts=c[_ATTEMPTS],
+            queue_events=c[_QUEUE],
+            inbound=c[_INBOUND],
+            other=c[_OTHER],
+            non_postfix=c[_NON_POSTFIX],
+            malformed=c[_MALFORMED],
+            samples=tuple(self._samples),
+        )
+
+    # -- slow paths ---------------------------------------------------------------------------
+
+    def _bad(self, line: str) -> None:
+        """A line that is not a syslog line, or a Postfix line whose fields cannot be read."""
+        stripped = line.strip()
+        if not stripped or stripped.startswith("-- "):  # blank, or journalctl's "-- Boot ..."
+            self._counts[_NON_POSTFIX] += 1
+            return
+        self._counts[_MALFORMED] += 1
+        if len(self._samples) < MAX_SAMPLES:
+            self._samples.append(one_line(line.rstrip("\r\n"), 300))
+
+    def _learn(self, program: str) -> tuple[str, str, int]:
+        """``postfix-out07/msft/smtp[123]:`` -> (syslog name, service, kind); memoised."""
+        if len(self._names) >= _CACHE_LIMIT:
+            self._names.clear()
+        name = program[:-1] if program.endswith(":") else ""
+        if name.endswith("]"):
+            name = name[: name.rfind("[")]
+        service = name.rpartition("/")[2]
+        if not name:
+            kind = _K_BAD if "postfix" in program else _NON_POSTFIX
+        elif "/" not in name or not (service in POSTFIX_SERVICES or name.startswith("postfix")):
+            kind = _NON_POSTFIX
+        elif service in DELIVERY_SERVICES:
+            kind = _K_DELIVERY
+        elif service in QUEUE_MANAGERS:
+            kind = _K_QMGR
+        elif service in NOTIFIERS:
+            kind = _K_NOTIFY
+        elif service in INBOUND_SERVICES:
+            kind = _INBOUND
+        else:
+            kind = _OTHER
+        info = (name, service, kind)
+        self._names[program] = info
+        return info
+
+    # -- the hot loop -------------------------------------------------------------------------
+
+    def parse(
+        self, lines: Iterable[str], *, year: int | None = None, ref: datetime | None = None
+    ) -> Iterator[Event]:
+        """Events in log order. ``year``/``ref`` override the constructor's for this stream, whose
+        first line anchors the year (see :class:`_Clock`). Lazy: nothing is read until asked."""
+        reference = ref or self.ref or datetime.now(UTC)
+        clock = _Clock(self.tz, year if year is not None else self.year, reference)
+        counts, names, learn, bad = self._counts, self._names, self._learn, self._bad
+        relays: dict[str, _Relay] = {}
+        minutes, syslog_ts, iso_ts = clock.minutes, clock.syslog, clock.iso
+        delivery, from_, notice, removed = (
+            _DELIVERY.match,
+            _FROM.match,
+            _NOTICE.match,
+            _REMOVED.match,
+        )
+        it = iter(lines)
+        head = next(it, None)
+        if head is None:
+            return
+        clock.anchor(head[:15])  # the first line's year is the one inferred (or given)
+        for line in chain((head,), it):
+            # "Mmm dd hh:mm:ss host prog[pid]: text" (a fixed-width stamp), or
+            # "2021-04-21T17:16:28+02:00 host prog[pid]: text". One split beats any regex.
+            try:
+                first = line[0]
+                if first > "9":  # a month name (a letter): the classic stamp
+                    parts = line.split(None, 5)
+                    program = parts[4]
+                elif first >= "0":
+                    parts = line.split(None, 3)
+                    program = parts[2]
+                else:
+                    bad(line)
+                    continue
+                info = names[program]
+            except IndexError:  # an empty line, or too few fields: not a syslog line
+                bad(line)
+                continue
+            except KeyError:
+                info = learn(program)
+            kind = info[2]
+            if kind < 10:
+                counts[kind] += 1
+                continue
+            if kind == _K_BAD:
+                bad(line)
+                continue
+
+            # A line from a delivery agent, qmgr or the bounce daemon: maybe an event. The
+            # stamp is read first so that each branch below can finish on its own.
+            if first > "9":
+                base = minutes.get(line[:12])
+                try:
+                    ts = syslog_ts(line[:15]) if base is None else base + int(line[13:15])
+                except ValueError:
+                    ts = None
+                host = parts[3]
+            else:
+                ts = iso_ts(parts[0])
+                host = parts[1]
+            if ts is None:
+                bad(line)
+                continue
+            text = parts[-1]
+
+            if kind == _K_QMGR:
+                if ": from=<" in text:
+                    m = from_(text) or _FROM_QUOTED.match(text)
+                    if m is None:
+                        bad(line)
+                        continue
+                    qid, sender, size, nrcpt, expired = m.groups()
+                    counts[_QUEUE] += 1
+                    if expired:
+                        yield Expired(ts, host, info[0], qid, sender)
+                    else:
+                        yield MessageFrom(ts, host, info[0], qid, sender, int(size), int(nrcpt))
+                    continue
+                if ": to=<" not in text:  # else qmgr deferring a suspended destination itself
+                    m = removed(text)
+                    if m is None:
+                        counts[_OTHER] += 1
+                    else:
+                        counts[_QUEUE] += 1
+                        yield Removed(ts, host, info[0], m.group(1))
+                    continue
+            elif kind == _K_NOTIFY:
+                if " notification: " not in text:
+                    counts[_OTHER] += 1
+                    continue
+                m = notice(text)
+                if m is None:
+                    bad(line)
+                    continue
+                qid, what, notice_qid = m.groups()
+                counts[_QUEUE] += 1
+                yield Notification(ts, host, info[0], qid, notice_qid, what)
+                continue
+            elif ": to=<" not in text:  # TLS chatter, "host X said:", "connect to ...", warnings
+                counts[_OTHER] += 1
+                continue
+
+            m = delivery(text) or _DELIVERY_QUOTED.match(text)
+            # the reply runs to the closing parenthesis at the very end of the line
+            cut = 2 if text[-2:] == ")\n" else 1 if text[-1:] == ")" else 3
+            if m is None or (cut == 3 and text[-3:] != ")\r\n"):
+                bad(line)
+                continue
+            qid, rcpt, orig_to, relay, dsn, status = m.groups()
+            state = _STATUSES.get(status)
+            if state is None:  # address verification probes: deliverable/undeliverable
+                counts[_OTHER] += 1
+                continue
+            where = relays.get(relay) or _relay(relays, relay)
+            if where is _BAD_RELAY:
+                bad(line)
+                continue
+            reply = text[m.end() : -cut]
+            if len(reply) > MAX_REPLY:
+                reply = reply[:MAX_REPLY]
+            rcpt = rcpt.lower()
+            at_sign = rcpt.rfind("@")
+            counts[_ATTEMPTS] += 1
+            yield Attempt(
+                ts,
+                host,
+                info[0],
+                info[1],
+                qid,
+                rcpt,
+                rcpt[at_sign + 1 :] if at_sign >= 0 else "",
+                orig_to,
+                where[0],
+                where[1],
+                where[2],
+                dsn,
+                state,
+                reply,
+                ACCEPTED if state == "sent" else classify(state, dsn, reply),
+                line[: 1 - cut] if cut > 1 else line,
+            )

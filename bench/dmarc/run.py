@@ -20,12 +20,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+from common import measure  # noqa: E402  (bench/ is not a package)
+
 WORK = REPO / "bench" / ".work"
 SHARED = Path(os.environ.get("INBOXOPS_SHARED", REPO.parent / "shared"))
 CORPUS = SHARED / "corpus" / "dmarc"
@@ -48,31 +50,6 @@ class Run:
     @property
     def rate(self) -> float:
         return self.items / self.seconds if self.seconds else 0.0
-
-
-def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, bytes]:
-    """(wall seconds, peak RSS MiB, exit code, stdout) of one child process.
-
-    Peak RSS comes from GNU time, which forks from its own small image: a child forked
-    straight from this (possibly large) Python process would report the parent's pages as
-    its own peak.
-    """
-    gnu_time = shutil.which("time") or "/usr/bin/time"
-    if not Path(gnu_time).exists():
-        sys.exit("bench needs GNU time for peak RSS: apt-get install time")
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as stamp:
-        start = time.perf_counter()
-        proc = subprocess.run(
-            [gnu_time, "-f", "%M", "-o", stamp.name, *cmd],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-            check=False,
-        )
-        elapsed = time.perf_counter() - start
-        lines = [line for line in Path(stamp.name).read_text().splitlines() if line.strip()]
-    rss_kib = float(lines[-1]) if lines and lines[-1].strip().isdigit() else 0.0
-    return elapsed, rss_kib / 1024, proc.returncode, proc.stdout
 
 
 def ensure_parsedmarc() -> Path:

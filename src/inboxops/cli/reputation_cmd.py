@@ -43,10 +43,21 @@ def reputation() -> None:
     "from the file's date; a log spanning New Year moves on by itself).",
 )
 @click.option("--offline", is_flag=True, help="No DNS lookups: MX from the cache only.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Parse, classify and aggregate in memory; write nothing (no database needed). "
+    "relay=none attempts stay 'unknown'.",
+)
 @json_option("Print one JSON object on stdout.")
 @pass_app
 def ingest_cmd(
-    app: AppContext, sources: tuple[str, ...], year: int | None, offline: bool, as_json: bool
+    app: AppContext,
+    sources: tuple[str, ...],
+    year: int | None,
+    offline: bool,
+    dry_run: bool,
+    as_json: bool,
 ) -> None:
     """Read Postfix logs (plain, .gz, or - for stdin) into the reputation store.
 
@@ -69,14 +80,24 @@ def ingest_cmd(
         if source != "-" and not Path(source).is_file():
             raise click.BadParameter(f"{source} is not a file", param_hint="SOURCES")
     settings = app.settings
-    engine = app.engine()
-    domains = domain_classifier(engine, settings, offline=offline, clock=app.clock)
-    store = ReputationStore(engine, domains, offline=offline)
-    ingestor = ReputationIngestor(settings.reputation, store, domains.classifier, year=year)
+    if dry_run:
+        from inboxops.operators.classify import Classifier
+
+        classifier = Classifier(dict(settings.operators.rules) or None)
+        ingestor = ReputationIngestor(settings.reputation, None, classifier, year=year)
+    else:
+        engine = app.engine()
+        domains = domain_classifier(engine, settings, offline=offline, clock=app.clock)
+        store = ReputationStore(engine, domains, offline=offline)
+        ingestor = ReputationIngestor(settings.reputation, store, domains.classifier, year=year)
     with progress_bar(app, "reading logs") as progress:
         result = ingestor.ingest(list(sources), progress=progress)
     if as_json:
-        app.print_json(result.as_json())
+        payload = result.as_json()
+        if ingestor.aggregator is not None:
+            payload["dry_run"] = True
+            payload["figures"] = _dry_figures(app, ingestor.aggregator)
+        app.print_json(payload)
     else:
         excluded = ", ".join(f"{n} {k}" for k, n in result.excluded.items() if n) or "none"
         say(
@@ -97,6 +118,22 @@ def ingest_cmd(
         say(app.err_console, f"refused: {failed['source']}: {failed['reason']}")
     if result.failed:
         raise click.exceptions.Exit(EXIT_PROBLEMS)
+
+
+def _dry_figures(app: AppContext, aggregator: object) -> list[dict[str, object]]:
+    """The in-memory figures in `trend --json`'s shape, busiest first."""
+    from inboxops.reputation.aggregate import Aggregator
+    from inboxops.reputation.metrics import DayRow
+
+    assert isinstance(aggregator, Aggregator)
+    rep = app.settings.reputation
+    rows: dict[tuple[object, str, str, str], DayRow] = {}
+    for (day, name, operator, segment), figures in aggregator.figures().items():
+        key = (day, rep.sender(name), operator, segment)
+        row = rows.setdefault(key, DayRow(day, rep.sender(name), operator, segment))
+        row.figures.add(figures)
+    ordered = sorted(rows.values(), key=lambda r: (r.day, -r.figures.attempts, r.sending_ip))
+    return [r.as_json(rep.colours) for r in ordered]
 
 
 def trend_days(

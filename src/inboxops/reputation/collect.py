@@ -65,16 +65,16 @@ class Exclusions:
         return any(domain == d or domain.endswith("." + d) for d in self.internal_domains)
 
     def probe(self, recipient: str) -> bool:
-        local = recipient.rpartition("@")[0] or recipient
-        return local.startswith(self.probe_prefixes) if self.probe_prefixes else False
+        return recipient.startswith(self.probe_prefixes) if self.probe_prefixes else False
 
 
 @dataclass(slots=True)
 class Row:
-    """One delivery attempt that counts, ready for the store."""
+    """One delivery attempt that counts, ready for the store (which digests ``line`` and the
+    recipient into its keys; an in-memory run never needs them)."""
 
-    fp: int
-    rkey: int
+    line: str
+    recipient: str
     ts: float
     scope: str
     queue_id: str
@@ -89,6 +89,10 @@ class Row:
     reason: str
     reply: str | None
     sender_known: bool
+    fp: int = 0  # the line's digest, when a worker process computed it (and blanked ``line``)
+
+    def line_digest(self) -> int:
+        return self.fp or digest64(self.line)
 
 
 @dataclass
@@ -124,11 +128,13 @@ class Collector:
     def __init__(self, exclusions: Exclusions, classifier: Classifier) -> None:
         self.exclusions = exclusions
         self.classifier = classifier
+        self._probes = exclusions.probe_prefixes
         self.excluded = Excluded()
         self.kept = 0
         self._batch = Batch()
         self._null: dict[str, bool] = {}  # "scope qid" -> sent by the null sender, this run
         self._relays: dict[str, tuple[str, str] | None] = {}  # None: internal relay
+        self._domains: dict[str, bool] = {}  # domain -> internal
         self._scopes: dict[tuple[str, str], str] = {}
 
     def take(self) -> Batch:
@@ -138,6 +144,11 @@ class Collector:
     @property
     def pending(self) -> int:
         return len(self._batch.rows)
+
+    @property
+    def pending_rows(self) -> list[Row]:
+        """The rows collected since the last :meth:`take` (to check a batch's size cheaply)."""
+        return self._batch.rows
 
     def _scope(self, host: str, syslog_name: str) -> str:
         key = (host, syslog_name)
@@ -150,8 +161,14 @@ class Collector:
     def feed(self, event: Event) -> None:
         kind = type(event)
         if kind is Attempt:
-            self._attempt(event)  # type: ignore[arg-type]
-        elif kind is MessageFrom:
+            self.attempt(event)  # type: ignore[arg-type]
+        else:
+            self.queue_event(event)
+
+    def queue_event(self, event: Event) -> None:
+        """Everything but an attempt: who sent a message, notices, expiries, removals."""
+        kind = type(event)
+        if kind is MessageFrom:
             assert isinstance(event, MessageFrom)
             scope = self._scope(event.host, event.syslog_name)
             if event.sender == "":
@@ -172,7 +189,7 @@ class Collector:
             assert isinstance(event, Removed)
             self._null.pop(f"{self._scope(event.host, event.syslog_name)} {event.queue_id}", None)
 
-    def _attempt(self, a: Attempt) -> None:
+    def attempt(self, a: Attempt) -> None:
         ex = self.excluded
         if a.service not in EXTERNAL_SERVICES:
             ex.local += 1
@@ -186,10 +203,13 @@ class Collector:
             ex.notices += 1
             return
         domain = a.domain
-        if self.exclusions.internal(domain):
+        internal = self._domains.get(domain)
+        if internal is None:
+            internal = self._domains[domain] = self.exclusions.internal(domain)
+        if internal:
             ex.internal += 1
             return
-        if self.exclusions.probe(a.recipient):
+        if self._probes and a.recipient.startswith(self._probes):
             ex.probes += 1
             return
         relay = a.relay_host
@@ -207,8 +227,8 @@ class Collector:
         accepted = status == "sent"
         self._batch.rows.append(
             Row(
-                digest64(a.line),
-                digest64(f"{scope} {a.queue_id} {a.recipient}"),
+                a.line,
+                a.recipient,
                 a.ts,
                 scope,
                 a.queue_id,

@@ -18,8 +18,8 @@ import io
 import logging
 import sys
 import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, astuple, dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import IO, Any
@@ -27,7 +27,10 @@ from zoneinfo import ZoneInfo
 
 from inboxops.config import ReputationSettings
 from inboxops.operators.classify import Classifier
-from inboxops.reputation.collect import Collector, Excluded, Exclusions
+from inboxops.reputation import parallel
+from inboxops.reputation.aggregate import Aggregator
+from inboxops.reputation.collect import NO_OPERATOR, Batch, Collector, Excluded, Exclusions
+from inboxops.reputation.model import Attempt
 from inboxops.reputation.parse import PostfixLogParser
 from inboxops.reputation.store import ReputationStore
 from inboxops.untrusted import one_line
@@ -86,37 +89,35 @@ def open_log(source: str) -> tuple[IO[str], datetime | None]:
     return path.open("r", encoding="utf-8", errors="replace"), mtime
 
 
-def _lines(stream: IO[str], source: str, failed: list[dict[str, str]]) -> Iterator[str]:
-    """Lines without their newline; a truncated gzip ends the file with a note, not a crash."""
-    try:
-        for line in stream:
-            yield line.rstrip("\n")
-    except (EOFError, OSError, zlib.error) as exc:
-        failed.append({"source": source, "reason": f"stopped reading: {one_line(str(exc), 120)}"})
-        log.warning("event=log_truncated source=%s error=%s", source, str(exc)[:120])
-
-
 class ReputationIngestor:
-    """Reads logs into ``store``; one instance per run."""
+    """Reads logs into ``store``; one instance per run.
+
+    Without a store (``--dry-run``) the figures are aggregated in memory instead
+    (:attr:`aggregator`), nothing is written, and ``relay=none`` attempts stay ``unknown``.
+    """
 
     def __init__(
         self,
         settings: ReputationSettings,
-        store: ReputationStore,
+        store: ReputationStore | None,
         classifier: Classifier,
         *,
         year: int | None = None,
         batch: int = BATCH,
     ) -> None:
         self.store = store
+        self.aggregator = Aggregator() if store is None else None
         self.batch = batch
         self.parser = PostfixLogParser(tz=zone(settings.log_timezone), year=year)
         self.collector = Collector(
             Exclusions(settings.internal_domains, settings.probe_prefixes), classifier
         )
         self.year = year
+        self.settings = settings
+        self.classifier = classifier
         self.result = IngestResult()
         self._notices_known = 0
+        self._extra = parallel.Result()  # what parallel readers counted
 
     def ingest(
         self, sources: list[str], progress: Callable[[int, int], None] | None = None
@@ -127,13 +128,18 @@ class ReputationIngestor:
             if progress is not None:
                 progress(i, len(sources))
         self._flush()
-        result.days = [d.isoformat() for d in self.store.rebuild()]
-        stats = self.parser.stats
-        result.lines, result.attempts = stats.lines, stats.attempts
-        result.inbound, result.other = stats.inbound, stats.other
-        result.non_postfix, result.malformed = stats.non_postfix, stats.malformed
-        result.malformed_samples = list(stats.samples)
-        excluded: Excluded = self.collector.excluded
+        if self.store is not None:
+            result.days = [d.isoformat() for d in self.store.rebuild()]
+            result.dns_lookups = self.store.domains.cache.looked_up
+        stats, extra = self.parser.stats, self._extra
+        counts = [a + b for a, b in zip(astuple(stats)[:-1], extra.counts, strict=True)]
+        result.lines, result.attempts = counts[0], counts[1]
+        result.inbound, result.other, result.non_postfix, result.malformed = counts[3:7]
+        result.malformed_samples = (list(stats.samples) + extra.samples)[:5]
+        excluded = Excluded()
+        for counted in (self.collector.excluded, extra.excluded):
+            for name in vars(excluded):
+                setattr(excluded, name, getattr(excluded, name) + getattr(counted, name))
         result.excluded = {
             "notices": excluded.notices + self._notices_known,
             "local": excluded.local,
@@ -143,10 +149,14 @@ class ReputationIngestor:
             "no_recipient": excluded.no_recipient,
         }
         result.counted = result.new + result.known
-        result.dns_lookups = self.store.domains.cache.looked_up
         return result
 
     def _one(self, source: str) -> None:
+        if source != STDIN:
+            parts = parallel.workers_for(Path(source), year=self.year)
+            if parts > 1:
+                self._parallel(Path(source), parts)
+                return
         try:
             stream, mtime = open_log(source)
         except OSError as exc:
@@ -154,19 +164,55 @@ class ReputationIngestor:
             self.result.failed.append({"source": source, "reason": reason})
             return
         self.result.files += 1
+        collector, batch = self.collector, self.batch
+        attempt, queue_event = collector.attempt, collector.queue_event
         with stream:
-            feed = self.collector.feed
-            for n, event in enumerate(
-                self.parser.parse(_lines(stream, source, self.result.failed), ref=mtime), 1
-            ):
-                feed(event)
-                if n % 4096 == 0 and self.collector.pending >= self.batch:
-                    self._flush()
+            try:
+                for event in self.parser.parse(stream, ref=mtime):  # lines keep their "\n"
+                    if type(event) is Attempt:
+                        attempt(event)
+                        if len(collector.pending_rows) >= batch:
+                            self._flush()
+                    else:
+                        queue_event(event)
+            except (EOFError, OSError, zlib.error) as exc:
+                reason = f"stopped reading: {one_line(str(exc), 120)}"
+                self.result.failed.append({"source": source, "reason": reason})
+                log.warning("event=log_truncated source=%s error=%s", source, str(exc)[:120])
         log.info("event=log_read source=%s", source)
 
+    def _parallel(self, path: Path, parts: int) -> None:
+        """A big plain file read by one process per core (see :mod:`.parallel`)."""
+        self.result.files += 1
+        mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        for item in parallel.read_parallel(
+            path,
+            parts,
+            tz=self.parser.tz,
+            ref=mtime,
+            exclusions=self.collector.exclusions,
+            classifier=self.classifier,
+            digest=self.store is not None,
+        ):
+            if isinstance(item, parallel.Result):
+                self._extra.add(tuple(item.counts), item.samples, astuple(item.excluded))
+            else:
+                self._write(item)
+        log.info("event=log_read source=%s processes=%d", path, parts)
+
     def _flush(self) -> None:
-        batch = self.collector.take()
+        self._write(self.collector.take())
+
+    def _write(self, batch: Batch) -> None:
         self.result.expiries += len(batch.expiries)
+        if self.store is None:
+            assert self.aggregator is not None
+            for row in batch.rows:
+                if row.operator == NO_OPERATOR:
+                    row.operator = "unknown"
+            self.aggregator.add(batch)
+            self.result.new += len(batch.rows)
+            return
         written = self.store.write(batch)
         self.result.new += written.new
         self.result.known += written.known

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from inboxops.operators.domains import DomainClassifier
-from inboxops.reputation.collect import NO_OPERATOR, Batch, Row
+from inboxops.reputation.collect import NO_OPERATOR, Batch, Row, digest64
 from inboxops.storage.db import database_errors, retrying, write_transaction
 from inboxops.storage.raw import Raw
 from inboxops.storage.text import clean_row
@@ -93,6 +93,8 @@ _EXPQ_DDL = (
     "JOIN rep_expiries e ON e.scope = q.scope AND e.queue_id = q.queue_id"
 )
 _EXPQ_ADD = "INSERT INTO rep_expq (scope, queue_id) VALUES (?, ?)"
+# The recipients of this batch, for the statements that work on them as a set.
+_LATEST_DDL = "CREATE TEMP TABLE rep_latest (rkey BIGINT, scope TEXT, queue_id TEXT)"
 
 _ATTEMPTS_SQL = (
     f"INSERT INTO rep_attempts ({_ATTEMPT_COLS}) SELECT {_ATTEMPT_COLS} FROM rep_stage "
@@ -108,13 +110,12 @@ _DIRTY_FROM_RECIPIENTS = (
     "INSERT INTO rep_dirty_days (day) SELECT DISTINCT r.final_day FROM rep_recipients r "
     "WHERE r.rkey IN (SELECT rkey FROM rep_latest) ON CONFLICT (day) DO NOTHING"
 )
-# rep_latest holds each recipient's latest attempt of the batch (chosen in Python: by time, a
-# final status over a deferral in the same second, then log order).
+# Each recipient's latest attempt of the batch (chosen in Python: by time, a final status over a
+# deferral in the same second, then log order) moves its row forward, never back.
 _RECIPIENTS_SQL = """
 INSERT INTO rep_recipients
     (rkey, scope, queue_id, domain, syslog_name, operator, segment, status, last_ts, final_day)
-SELECT rkey, scope, queue_id, domain, syslog_name, operator, segment, status, ts, day
-FROM rep_latest WHERE true
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (rkey) DO UPDATE SET
     scope = excluded.scope, queue_id = excluded.queue_id, domain = excluded.domain,
     syslog_name = excluded.syslog_name, operator = excluded.operator,
@@ -235,6 +236,11 @@ class ReputationStore:
         stage = self._stage_rows(rows)
 
         latest = _latest(stage)
+        keys = [(r[1], r[14], r[15]) for r in latest]
+        # rkey, scope, queue_id, domain, syslog_name, operator, segment, status, ts, day
+        recipients = [
+            (r[1], r[14], r[15], r[5], r[4], r[6], r[7], r[11], r[2], r[3]) for r in latest
+        ]
         days = sorted({(r[3],) for r in stage})
         expiring = sorted({(scope, qid) for scope, qid, _ in batch.expiries})
 
@@ -244,20 +250,21 @@ class ReputationStore:
                 self._remember(raw, batch)
                 ts_type = "TIMESTAMPTZ" if raw.pg else "TEXT"
                 retracted = self._retract_notices(raw, batch, ts_type)
-                raw.run(_STAGE_DDL.format(ts=ts_type).replace("rep_stage", "rep_latest"), ())
+                raw.run(_LATEST_DDL, ())
                 try:
                     if raw.pg:  # COPY cannot skip duplicates: stage, then insert what is new
                         raw.run(_STAGE_DDL.format(ts=ts_type), ())
                         raw.write_named("rep_stage", STAGE_COLS, stage)
                         new = raw.rowcount(_ATTEMPTS_SQL, ())
-                    else:
-                        new = raw.executemany_count(_ATTEMPTS_DIRECT, [r[:14] for r in stage])
-                    raw.write_named("rep_latest", STAGE_COLS, latest)
+                    else:  # in key order: the B-tree is filled page by page, not at random
+                        ordered = sorted((r[:14] for r in stage), key=_first)
+                        new = raw.executemany_count(_ATTEMPTS_DIRECT, ordered)
+                    raw.write_named("rep_latest", ["rkey", "scope", "queue_id"], keys)
                     raw.executemany(_DIRTY_DAY, days)
                     raw.run(_DIRTY_FROM_RECIPIENTS, ())
                     raw.run(_EXPQ_DDL, ())
                     raw.executemany(_EXPQ_ADD, expiring)
-                    raw.run(_RECIPIENTS_SQL, ())
+                    raw.executemany(_RECIPIENTS_SQL, recipients)
                     for sql in _DIRTY_FROM_EXPIRY:
                         raw.run(sql, ())
                     raw.run(_EXPIRE_SQL, ())
@@ -365,8 +372,8 @@ class ReputationStore:
             self._seq += 1
             when, day = stamp(r.ts)
             row = (
-                r.fp,
-                r.rkey,
+                r.line_digest(),
+                digest64(f"{r.scope} {r.queue_id} {r.recipient}"),
                 when,
                 day,
                 r.syslog_name,
@@ -423,6 +430,10 @@ class ReputationStore:
             days: list[date] = retrying(attempt, what="reputation rollup")
         log.info("event=rep_rollup days=%d", len(days))
         return days
+
+
+def _first(row: tuple[Any, ...]) -> Any:
+    return row[0]
 
 
 def _latest(stage: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

@@ -288,8 +288,9 @@ mx_history = Table(
 rep_attempts = Table(
     "rep_attempts",
     metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
-    Column("fp", BigInteger, nullable=False),
+    # The line digest is the key itself (on SQLite the rowid): no second unique index to keep
+    # up on every insert of a million-line ingest.
+    Column("fp", Id, primary_key=True, autoincrement=False),
     Column("rkey", BigInteger, nullable=False),
     Column("ts", DateTime(timezone=True), nullable=False),
     Column("day", Date, nullable=False),  # UTC
@@ -303,7 +304,6 @@ rep_attempts = Table(
     Column("status", Str(16), nullable=False),  # sent | deferred | bounced
     Column("reason", Str(24), nullable=False),
     Column("reply", Txt()),  # kept for attempts that were not accepted
-    UniqueConstraint("fp", name="uq_rep_attempts_fp"),
     Index("ix_rep_attempts_day", "day"),
     Index("ix_rep_attempts_rkey", "rkey"),
 )

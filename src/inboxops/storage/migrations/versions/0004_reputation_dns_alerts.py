@@ -72,12 +72,11 @@ def upgrade() -> None:
     op.create_table(
         "rep_attempts",
         sa.Column(
-            "id",
+            "fp",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
+            autoincrement=False,
             nullable=False,
         ),
-        sa.Column("fp", sa.BigInteger(), nullable=False),
         sa.Column("rkey", sa.BigInteger(), nullable=False),
         sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
@@ -91,8 +90,7 @@ def upgrade() -> None:
         sa.Column("status", _text(16), nullable=False),
         sa.Column("reason", _text(24), nullable=False),
         sa.Column("reply", sa.Text()),
-        sa.PrimaryKeyConstraint("id", name="pk_rep_attempts"),
-        sa.UniqueConstraint("fp", name="uq_rep_attempts_fp"),
+        sa.PrimaryKeyConstraint("fp", name="pk_rep_attempts"),
     )
     op.create_index("ix_rep_attempts_day", "rep_attempts", ["day"])
     op.create_index("ix_rep_attempts_rkey", "rep_attempts", ["rkey"])

@@ -1,0 +1,183 @@
+"""inboxops beside pflogsumm on the same generated fleet log, in one run.
+
+    .venv/bin/python bench/reputation/run.py [--lines 1000000] [--big 5000000] [--json]
+
+The input is the project's own generator (``inboxops.demo.maillog``): a multi-instance fleet
+(``postfix-out05/smtp``, ``postfix-out07/msft/smtp``, ``postfix-hc/smtp``...), inbound noise,
+retries, bounces, expiries, a few broken lines. Generated once under bench/.work/.
+
+Each tool runs as its own process under GNU time (wall clock from spawn to exit, peak RSS), so
+both pay their start-up:
+
+* pflogsumm (Debian's package) plainly, and with ``--syslog-name='postfix-[^/\\[]+'`` so it
+  sees the fleet's instances at all; its "delivered" count is read from its report;
+* inboxops ``reputation ingest --dry-run``: parse + classify + aggregate in memory;
+* inboxops ``reputation ingest --offline`` into a fresh SQLite file (every attempt stored,
+  idempotent), then the same again (everything already stored), and into PostgreSQL;
+* inboxops on the ``--big`` log for peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+from common import measure  # noqa: E402  (bench/ is not a package)
+
+WORK = REPO / "bench" / ".work" / "reputation"
+INBOXOPS = Path(sys.executable).parent / "inboxops"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+START = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@dataclass
+class Run:
+    tool: str
+    input: str
+    lines: int
+    seconds: float
+    peak_rss_mib: float
+    delivered: int | None
+    ok: bool
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.lines / self.seconds if self.seconds else 0.0
+
+
+def make_log(lines: int) -> tuple[Path, int]:
+    from inboxops.demo.maillog import write_maillog
+
+    path = WORK / f"fleet-{lines}.log"
+    marker = path.with_suffix(".lines")
+    if not path.exists() or not marker.exists():
+        WORK.mkdir(parents=True, exist_ok=True)
+        summary = write_maillog(path, lines=lines, seed=11, start=START, days=14)
+        marker.write_text(str(summary.lines))
+    return path, int(marker.read_text())
+
+
+def pflogsumm(path: Path, lines: int, *, fleet: bool) -> Run:
+    exe = shutil.which("pflogsumm") or "/usr/sbin/pflogsumm"
+    if not Path(exe).exists():
+        sys.exit("bench needs pflogsumm: apt-get install pflogsumm")
+    cmd = [exe, "--problems-first", str(path)]
+    if fleet:
+        cmd.insert(1, "--syslog-name=postfix-[^/\\[]+")
+    seconds, rss, code, out = measure(cmd)
+    match = re.search(rb"^\s*(\d+)(k?)\s+delivered\s*$", out, re.MULTILINE)
+    delivered = int(match.group(1)) * (1000 if match and match.group(2) else 1) if match else None
+    name = "pflogsumm --syslog-name='postfix-[^/\\[]+'" if fleet else "pflogsumm"
+    return Run(name, path.name, lines, seconds, rss, delivered, code == 0)
+
+
+def inboxops(name: str, path: Path, lines: int, args: list[str], db: str | None) -> Run:
+    cmd = [str(INBOXOPS)]
+    if db:
+        cmd += ["--db", db]
+    cmd += ["reputation", "ingest", "--json", *args, str(path)]
+    seconds, rss, code, out = measure(cmd, env={"INBOXOPS_CONFIG": ""})
+    delivered = None
+    note = ""
+    if code == 0:
+        payload = json.loads(out)
+        note = f"{payload['counted']} attempts counted, {payload['new']} new"
+        figures = payload.get("figures")
+        if figures is not None:
+            delivered = sum(int(f["delivered"]) for f in figures)
+    return Run(name, path.name, lines, seconds, rss, delivered, code == 0, note)
+
+
+def pg_url() -> tuple[str, str]:
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["psql", PG_ADMIN, "-qc", f'CREATE SCHEMA "{schema}"'], check=True, capture_output=True
+    )
+    return f"{PG_ADMIN}?options=-csearch_path%3D{schema}", schema
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--big", type=int, default=5_000_000, help="0 skips the memory run")
+    ap.add_argument("--no-pg", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    log, lines = make_log(args.lines)
+    runs = [pflogsumm(log, lines, fleet=False), pflogsumm(log, lines, fleet=True)]
+    runs.append(
+        inboxops(
+            "inboxops ingest --dry-run (parse+classify+aggregate)", log, lines, ["--dry-run"], None
+        )
+    )
+    db_file = WORK / "bench.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_file}{suffix}").unlink(missing_ok=True)
+    runs.append(
+        inboxops("inboxops ingest -> SQLite", log, lines, ["--offline"], f"sqlite:///{db_file}")
+    )
+    runs.append(
+        inboxops(
+            "inboxops ingest -> SQLite, again (all known)",
+            log,
+            lines,
+            ["--offline"],
+            f"sqlite:///{db_file}",
+        )
+    )
+    if not args.no_pg:
+        url, schema = pg_url()
+        try:
+            runs.append(inboxops("inboxops ingest -> PostgreSQL", log, lines, ["--offline"], url))
+        finally:
+            subprocess.run(
+                ["psql", PG_ADMIN, "-qc", f'DROP SCHEMA "{schema}" CASCADE'],
+                check=False,
+                capture_output=True,
+            )
+    if args.big:
+        big, big_lines = make_log(args.big)
+        big_db = WORK / "big.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{big_db}{suffix}").unlink(missing_ok=True)
+        runs.append(
+            inboxops(
+                "inboxops ingest -> SQLite", big, big_lines, ["--offline"], f"sqlite:///{big_db}"
+            )
+        )
+
+    if args.json:
+        print(json.dumps([asdict(r) | {"lines_per_s": round(r.rate)} for r in runs], indent=2))
+        return
+    base = next(r for r in runs if "syslog-name" in r.tool)
+    print(
+        f"{'tool':58} {'input':20} {'lines/s':>10} {'s':>7} {'MiB':>6} {'delivered':>10} {'x pflogsumm':>12}"
+    )
+    for r in runs:
+        ratio = r.rate / base.rate if base.rate else 0.0
+        print(
+            f"{r.tool:58} {r.input:20} {r.rate:10,.0f} {r.seconds:7.2f} {r.peak_rss_mib:6.0f} "
+            f"{r.delivered if r.delivered is not None else '-':>10} {ratio:11.1f}x"
+            + ("" if r.ok else "  FAILED")
+        )
+    print(
+        f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs; pflogsumm's delivered count "
+        "includes bounce notices and internal deliveries, inboxops' excludes them)"
+    )
+
+
+if __name__ == "__main__":
+    main()

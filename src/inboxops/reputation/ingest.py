@@ -104,8 +104,10 @@ class ReputationIngestor:
         *,
         year: int | None = None,
         batch: int = BATCH,
+        parallel_min_bytes: int = parallel.MIN_BYTES,
     ) -> None:
         self.store = store
+        self.parallel_min_bytes = parallel_min_bytes
         self.aggregator = Aggregator() if store is None else None
         self.batch = batch
         self.parser = PostfixLogParser(tz=zone(settings.log_timezone), year=year)
@@ -140,6 +142,10 @@ class ReputationIngestor:
         for counted in (self.collector.excluded, extra.excluded):
             for name in vars(excluded):
                 setattr(excluded, name, getattr(excluded, name) + getattr(counted, name))
+        if self.aggregator is not None:
+            self.aggregator.figures()  # settles rows whose notice lay in another range
+            self._notices_known += self.aggregator.notices_found
+            result.new -= self.aggregator.notices_found
         result.excluded = {
             "notices": excluded.notices + self._notices_known,
             "local": excluded.local,
@@ -153,7 +159,9 @@ class ReputationIngestor:
 
     def _one(self, source: str) -> None:
         if source != STDIN:
-            parts = parallel.workers_for(Path(source), year=self.year)
+            parts = parallel.workers_for(
+                Path(source), year=self.year, min_bytes=self.parallel_min_bytes
+            )
             if parts > 1:
                 self._parallel(Path(source), parts)
                 return

@@ -37,7 +37,7 @@ SEND_EVERY = 20_000  # rows per message
 QUEUE_DEPTH = 6  # messages in flight
 
 
-def workers_for(path: Path, *, year: int | None) -> int:
+def workers_for(path: Path, *, year: int | None, min_bytes: int = MIN_BYTES) -> int:
     """How many processes should read ``path``: 1 unless it is a big plain file."""
     if year is not None or (os.cpu_count() or 1) < 2:
         return 1
@@ -48,7 +48,7 @@ def workers_for(path: Path, *, year: int | None) -> int:
                 return 1
     except OSError:
         return 1
-    if size < MIN_BYTES:
+    if size < min_bytes:
         return 1
     return min(os.cpu_count() or 1, 4)
 

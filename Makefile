@@ -14,7 +14,7 @@ $(STAMP): $(BIN)/python pyproject.toml requirements.lock
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
-## demo: generate sample reports, ingest them into a demo SQLite database, print summary and alerts
+## demo: generate sample DMARC reports and a Postfix fleet log, ingest both into a demo SQLite database, print trend and alerts
 demo: $(STAMP)
 	$(BIN)/inboxops demo
 

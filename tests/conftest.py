@@ -58,6 +58,21 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
 
 
+@pytest.fixture(autouse=True)
+def _loopback_dns(
+    _isolated_env: None, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test asks the machine's resolver either: every command's DNS goes to the loopback
+    server (an empty zone, NXDOMAIN for everything, unless the test fills it through the
+    ``dns_server`` fixture). Without dnslib the system resolver stays."""
+    from tests.servers.dns import DNSServer
+
+    if DNSServer is None:
+        return
+    server = request.getfixturevalue("dns_server_session")
+    monkeypatch.setenv("INBOXOPS_DNS_NAMESERVERS", server.nameserver)
+
+
 def _pg_available() -> bool:
     try:
         eng = create_engine(PG_ADMIN_URL)

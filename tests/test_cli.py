@@ -246,7 +246,7 @@ def test_demo_refuses_a_directory_of_the_users(tmp_path: Path) -> None:
     (target / "sub").mkdir(parents=True)
     (target / "notes.txt").write_text("keep me")
     (target / "sub" / "x").write_text("me too")
-    code, _, err = run(["demo", "--dir", str(target), "--reports", "20"])
+    code, _, err = run(["demo", "--dir", str(target), "--reports", "20", "--log-lines", "5000"])
     assert code == 2
     assert "not an inboxops demo directory" in err
     assert (target / "notes.txt").read_text() == "keep me"
@@ -256,7 +256,7 @@ def test_demo_refuses_a_directory_of_the_users(tmp_path: Path) -> None:
 def test_demo_in_cwd_with_files_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "README.md").write_text("project")
-    code, _, err = run(["demo", "--dir", ".", "--reports", "10"])
+    code, _, err = run(["demo", "--dir", ".", "--reports", "10", "--log-lines", "5000"])
     assert code == 2
     assert "Traceback" not in err
     assert (tmp_path / "README.md").exists()
@@ -264,9 +264,14 @@ def test_demo_in_cwd_with_files_is_refused(tmp_path: Path, monkeypatch: pytest.M
 
 def test_demo_reruns_replace_only_their_own_files(tmp_path: Path) -> None:
     target = tmp_path / "demo"
-    assert run(["demo", "--dir", str(target), "--reports", "20"])[0] == 0
+    assert run(["demo", "--dir", str(target), "--reports", "20", "--log-lines", "5000"])[0] == 0
     (target / "reports" / "mine.txt").write_text("added by the user")
-    assert run(["demo", "--dir", str(target), "--reports", "15", "--seed", "3"])[0] == 0
+    assert (
+        run(
+            ["demo", "--dir", str(target), "--reports", "15", "--seed", "3", "--log-lines", "5000"]
+        )[0]
+        == 0
+    )
     assert (target / "reports" / "mine.txt").read_text() == "added by the user"
     reports = [p for p in (target / "reports").iterdir() if p.name != "mine.txt"]
     assert len(reports) == 15

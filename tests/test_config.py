@@ -230,10 +230,18 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
 
 def test_config_show_prints_every_key_masked(tmp_path: Path) -> None:
     """`config show` is derived from the schema: every key appears, secrets masked."""
-    path = write(tmp_path, '[telegram]\nbot_token = "123:tg-secret-2"\nchat_id = "1"\n')
+    path = write(
+        tmp_path,
+        '[telegram]\nbot_token = "123:tg-secret-2"\nchat_id = "1"\n'
+        # an array of tables shows its keys only with an item in it
+        '[[listmonk.instances]]\nname = "main"\nurl = "https://lists.example.net"\n'
+        'user = "inboxops"\ntoken = "lm-secret-3"\n'
+        '[[dmarc.services]]\nname = "Our relay"\ntype = "ours"\npatterns = ["mta.example.com"]\n',
+    )
     code, out, _ = cli(["--config", str(path), "config", "show", "--json"])
     assert code == 0
     assert "tg-secret-2" not in out
+    assert "lm-secret-3" not in out
     view = json.loads(out)
     assert view["telegram"]["bot_token"] == "********"
     flat = json.dumps(view)
@@ -277,6 +285,9 @@ def test_plaintext_allowed_explicitly_is_warned_about_every_run(
     check_plaintext(ImapSettings(host="::1", security="none"))
     with pytest.raises(ConfigError):
         check_plaintext(ImapSettings(host="127.0.0.1.example.com", security="none"))
+    # an OAuth login sends a bearer token, not a password: the refusal names what is at risk
+    with pytest.raises(ConfigError, match="IMAP OAuth access token in clear"):
+        check_plaintext(ImapSettings(host="imap.example.net", security="none", auth="xoauth2"))
 
 
 def test_every_env_name_is_in_the_schema_and_documented() -> None:

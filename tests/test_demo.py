@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import zipfile
 from collections import defaultdict
 from pathlib import Path
@@ -83,6 +84,42 @@ def test_inboxops_demo_end_to_end(tmp_path: Path) -> None:
     assert f"Own IP {BROKEN_OWN_IP}" in result.stdout
     assert f"Spoofing from {SPOOFER}" in result.stdout
     assert (tmp_path / "demo" / "inboxops-demo.db").exists()
+    # the reputation half: the blocked Microsoft IP is red today, alerted with the receiver's
+    # own words, and the end-of-day health check of every pool is printed
+    trend = [
+        line.split()
+        for line in result.stdout.splitlines()
+        if line.strip().startswith("192.0.2.27 ")
+    ]
+    assert trend[0][:2] == ["192.0.2.27", "microsoft/consumer"]
+    assert "red" in trend[0]
+    assert "rep_policy_blocks 192.0.2.27 -> microsoft" in result.stdout
+    assert "rep_delivery_drop 192.0.2.27 -> microsoft" in result.stdout
+    assert "reply: host " in result.stdout
+    assert "5.7.1" in result.stdout
+    assert not any(
+        "rep_" in line and "192.0.2.27" not in line for line in result.stdout.splitlines()
+    )
+    for pool in ("hc", "main", "relay"):
+        assert f"pool {pool}: delivery" in result.stdout
+    assert (tmp_path / "demo" / "maillog" / "mail.log").stat().st_size > 1_000_000
+    # the follow-up commands it prints work as printed, on the demo's own config file
+    config = str(tmp_path / "demo" / "inboxops-demo.toml")
+    assert f"inboxops --config {config} reputation trend --days 14" in result.stdout
+    follow = CliRunner().invoke(
+        root,
+        ["--config", config, "reputation", "trend", "--days", "14", "--json"],
+        obj=AppContext(clock=lambda: NOW),
+    )
+    assert follow.exit_code == 0, follow.output
+    rows = json.loads(follow.stdout)
+    story = [r for r in rows if r["sending_ip"] == "192.0.2.27" and r["date"] == "2026-11-24"]
+    assert story
+    assert {r["colour"] for r in story} == {"red"}
+    history = CliRunner().invoke(
+        root, ["--config", config, "health", "history", "--json"], obj=AppContext(clock=lambda: NOW)
+    )
+    assert {r["pool"] for r in json.loads(history.stdout)} == {"hc", "main", "relay"}
 
 
 def test_large_report_has_no_unusable_records(tmp_path: Path) -> None:

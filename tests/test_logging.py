@@ -58,8 +58,10 @@ def test_reporter_text_cannot_forge_log_lines_or_reach_the_terminal_raw(
     assert all(" level=" in ln for ln in log_lines), log_lines  # no line was forged
     assert "\x1b" not in result.stderr
     assert '"r1\\nlevel=ERROR event=forged\\u001b[2J"' in result.stderr or "r1\\n" in result.stderr
-    table = CliRunner().invoke(
-        root, ["--db", sqlite_url, "dmarc", "summary", "--since", "2020-01-01"]
+    table = CliRunner().invoke(  # 100 columns: the reporters column is the last of seven
+        root,
+        ["--db", sqlite_url, "dmarc", "summary", "--since", "2020-01-01"],
+        env={"COLUMNS": "100"},
     )
     assert "red]Evil[/] Org" in table.stdout  # shown as text (wrapped), not taken as markup
     alerts = CliRunner().invoke(

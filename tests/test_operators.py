@@ -379,6 +379,7 @@ def test_a_single_string_is_one_pattern() -> None:
     ("rules", "fragment"),
     [
         ({"Acme": ["mx.acme.example"]}, "bad operator id 'Acme'"),
+        ({"a" * 33: ["mx.acme.example"]}, f"bad operator id '{'a' * 33}'"),  # columns are 32
         ({"acme/": ["mx.acme.example"]}, "bad segment ''"),
         ({"acme/Big Segment": ["mx.acme.example"]}, "bad segment 'Big Segment'"),
         ({"acme": []}, "non-empty list"),

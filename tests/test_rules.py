@@ -144,9 +144,18 @@ def test_as_json_shape() -> None:
     [alert] = evaluate([stat("203.0.113.5", 40, 0, own=False, policy="reject")], T)
     assert alert.as_json() == {
         "kind": "spoofing",
+        "classification": "spoofing",
         "ip": "203.0.113.5",
+        "ptr": None,
+        "fcrdns": None,
+        "base_domain": None,
+        "service": None,
+        "service_type": None,
+        "country": None,
         "messages": 40,
         "failed": 40,
+        "forwarded_failed": 0,
+        "evidence": [],
         "pass_rate": 0.0,
         "orgs": ["google.com"],
         "domains": ["example.com"],

@@ -164,7 +164,8 @@ def main() -> None:
         return
     base = next(r for r in runs if "syslog-name" in r.tool)
     print(
-        f"{'tool':58} {'input':20} {'lines/s':>10} {'s':>7} {'MiB':>6} {'delivered':>10} {'x pflogsumm':>12}"
+        f"{'tool':58} {'input':20} {'lines/s':>10} {'s':>7} {'MiB':>6} {'delivered':>10} "
+        f"{'x pflogsumm':>12}"
     )
     for r in runs:
         ratio = r.rate / base.rate if base.rate else 0.0

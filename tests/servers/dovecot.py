@@ -276,8 +276,12 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def dovecot_server(oauth_server: OAuthDouble) -> Iterator[Dovecot]:
-    require(Path(DOVECOT).exists(), "dovecot is not installed (make services)")
-    require(os.geteuid() == 0, "the Dovecot test server needs root (mail_uid dovecot)")
+    require(Path(DOVECOT).exists(), "dovecot is not installed (run `make services` as root)")
+    require(
+        os.geteuid() == 0,
+        "the Dovecot test server needs root (it switches to the dovecot user); run the suite "
+        "as root or in CI (CONTRIBUTING.md)",
+    )
     # Not pytest's tmp_path: its parents are mode 0700 and Dovecot's auth process (user
     # dovecot) must traverse to the passwd file.
     tmp = Path(tempfile.mkdtemp(prefix="inboxops-dovecot-"))

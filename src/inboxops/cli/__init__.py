@@ -52,7 +52,29 @@ def hoist_global_options(args: list[str]) -> list[str]:
 
 
 class _Root(click.Group):
-    """Turns our exceptions into one line and an exit code, everywhere below the root."""
+    """Turns our exceptions into one line and an exit code, everywhere below the root.
+
+    Its sub-commands are loaded on first use (:data:`LAZY_COMMANDS`): start-up stays cheap.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(LAZY_COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            self.add_command(load_command(cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the one-line helps, without importing any command."""
+        limit = formatter.width - 6 - max(len(n) for n in self.list_commands(ctx))
+        rows = []
+        for name in self.list_commands(ctx):
+            # a stand-in with the same help shortens it exactly as the real command would
+            command = self.commands.get(name) or click.Command(name, help=LAZY_COMMANDS[name][2])
+            rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["inboxops.json"] = "--json" in args
@@ -126,33 +148,72 @@ def root(ctx: click.Context, config_path: str | None, db_url: str | None, verbos
     ctx.call_on_close(ctx.obj.close)
 
 
-def _register() -> None:
-    from inboxops.cli import (
-        config_cmd,
-        db_cmd,
-        demo_cmd,
-        dmarc_cmd,
-        dmarc_maint,
-        dmarc_views,
-        health_cmd,
-        mx_cmd,
-        notify_cmd,
-        reputation_cmd,
-    )
+# name -> (module under inboxops.cli, attribute, the command's one-line help). Sub-commands are
+# imported only when invoked, so `inboxops --help`, `--version` and shell completion never load
+# SQLAlchemy, lxml or rich (tests/test_startup.py holds the one-line helps to the real ones).
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "config": ("config_cmd", "config", "Inspect the configuration in effect."),
+    "db": ("db_cmd", "db", "Database schema."),
+    "demo": (
+        "demo_cmd",
+        "demo",
+        "Generate sample DMARC reports and a Postfix fleet log; ingest both; print what you'd see.",
+    ),
+    "dmarc": (
+        "dmarc_cmd",
+        "dmarc",
+        "DMARC aggregate, failure and SMTP TLS reports: ingest, summarise, alert.",
+    ),
+    "exclusions": (
+        "exclusions_cmd",
+        "exclusions",
+        "The exclusion list ([exclusions] rules and files) that `inboxops listmonk scrub` applies.",
+    ),
+    "health": (
+        "health_cmd",
+        "health",
+        "The end-of-day health check of each sending pool: alerts only when something is wrong.",
+    ),
+    "init": (
+        "config_cmd",
+        "init",
+        "Write a commented sample config file to PATH (default ./inboxops.toml).",
+    ),
+    "listmonk": (
+        "listmonk_cmd",
+        "listmonk",
+        "List hygiene on listmonk: scrub excluded domains, prune warmup lists.",
+    ),
+    "mx": (
+        "mx_cmd",
+        "mx",
+        "MX-based operator classification: classify domains, seed the cache, list moves.",
+    ),
+    "notify": (
+        "notify_cmd",
+        "notify",
+        "Alert channels: Telegram (INBOXOPS_TELEGRAM_*) and apprise URLs (INBOXOPS_NOTIFY_URLS).",
+    ),
+    "reputation": (
+        "reputation_cmd",
+        "reputation",
+        "Reputation from your own Postfix logs: every delivery attempt, per sending IP and "
+        "receiving operator (Gmail, Microsoft, Yahoo, Apple, Comcast, ...).",
+    ),
+}
+# Modules that add sub-commands to a group when imported (the dmarc group is split in three).
+_EXTENDS = {"dmarc": ("dmarc_views", "dmarc_maint")}
 
-    root.add_command(config_cmd.init)
-    root.add_command(config_cmd.config)
-    root.add_command(db_cmd.db)
-    root.add_command(dmarc_cmd.dmarc)
-    root.add_command(notify_cmd.notify)
-    root.add_command(demo_cmd.demo)
-    root.add_command(mx_cmd.mx)
-    root.add_command(reputation_cmd.reputation)
-    root.add_command(health_cmd.health)
-    del dmarc_views, dmarc_maint  # register their commands on the dmarc group when imported
 
+def load_command(name: str) -> click.Command:
+    """Import the module of a top-level command (and the modules that extend it)."""
+    from importlib import import_module
 
-_register()
+    module, attr, _ = LAZY_COMMANDS[name]
+    command: click.Command = getattr(import_module(f"inboxops.cli.{module}"), attr)
+    for extra in _EXTENDS.get(name, ()):
+        import_module(f"inboxops.cli.{extra}")
+    return command
 
 
 def main() -> None:

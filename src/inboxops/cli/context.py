@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from inboxops.config import Settings, default_db_url, load_settings
-
 if TYPE_CHECKING:
     from rich.console import Console
     from sqlalchemy import Engine
+
+    from inboxops.config import Settings
 
 
 def _utcnow() -> datetime:
@@ -35,11 +35,15 @@ class AppContext:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from inboxops.config import load_settings
+
             self._settings = load_settings(self.config_path).with_db(self.db_url)
         return self._settings
 
     @property
     def effective_db_url(self) -> str:
+        from inboxops.config import default_db_url
+
         return self.settings.database.url or default_db_url()
 
     @property

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from inboxops.cli import demo_reputation
 from inboxops.cli.context import AppContext, pass_app
 from inboxops.cli.dmarc_cmd import print_alerts
 from inboxops.cli.render import Col, print_table, say
@@ -82,14 +83,22 @@ def _write_manifest(directory: Path, files: list[Path]) -> None:
     "previous demo output (whose own files are replaced; nothing else is touched).",
 )
 @click.option("--reports", type=click.IntRange(1, 100_000), default=300, show_default=True)
+@click.option(
+    "--log-lines",
+    type=click.IntRange(5_000, 10_000_000),
+    default=120_000,
+    show_default=True,
+    help="Size of the generated 14-day Postfix fleet log.",
+)
 @click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same data.")
 @pass_app
-def demo(app: AppContext, directory: Path, reports: int, seed: int) -> None:
-    """Generate sample DMARC reports, ingest them, print the summary and the alerts.
+def demo(app: AppContext, directory: Path, reports: int, log_lines: int, seed: int) -> None:
+    """Generate sample DMARC reports and a Postfix fleet log; ingest both; print what you'd see.
 
-    The sample tells a story: three own sending IPs, one of them with a broken DKIM selector
-    (about 80% pass), and one outside IP spoofing the domain. Nothing is sent to any alert
-    channel; the alerts are printed.
+    The DMARC sample tells a story: three own sending IPs, one of them with a broken DKIM
+    selector (about 80% pass), and one outside IP spoofing the domain. The 14-day fleet log
+    tells another: the dedicated Microsoft IP of postfix-out07 is blocked by Microsoft over
+    the last days. Nothing is sent to any alert channel; the alerts are printed.
     """
     from inboxops.demo.generate import generate_reports
     from inboxops.dmarc import alerting, summary
@@ -106,7 +115,9 @@ def demo(app: AppContext, directory: Path, reports: int, seed: int) -> None:
         directory / "reports", count=reports, seed=seed, own_ips=DEMO_OWN_IPS, start=app.clock()
     )
     created = [*paths, db_file, db_file.with_name(db_file.name + "-wal")]
-    created.append(db_file.with_name(db_file.name + "-shm"))
+    config_file = directory / "inboxops-demo.toml"
+    created += [db_file.with_name(db_file.name + "-shm"), directory / "maillog" / "mail.log"]
+    created.append(config_file)
     _write_manifest(directory, created)
     say(console, f"generated {len(paths)} sample reports in {directory / 'reports'}")
 
@@ -147,12 +158,19 @@ def demo(app: AppContext, directory: Path, reports: int, seed: int) -> None:
                 for s in ips[:15]
             ],
         )
-        run = alerting.check(engine, settings, window, dry_run=True)
+        run = alerting.check(engine, settings, window, dry_run=True, offline=True)
+        if not run.alerts:
+            say(console, "no DMARC alerts: all healthy")
+        else:
+            say(console, "DMARC alerts (printed, not sent: this is the demo)", "bold")
+            print_alerts(console, run.alerts)
+        console.print()
+        demo_reputation.run(
+            console, engine, app.settings, directory, app.clock(), seed, lines=log_lines
+        )
     finally:
         engine.dispose()
-    if not run.alerts:
-        say(console, "no alerts: all healthy")
-        return
-    say(console, "Alerts (printed, not sent: this is the demo)", "bold")
-    print_alerts(console, run.alerts)
-    say(console, f"Explore: inboxops --db {db_url} dmarc summary --by org")
+    demo_reputation.write_config(config_file, db_url, DEMO_OWN_IPS, app.settings)
+    say(console, f"Explore (the demo's settings are in {config_file}):")
+    for command in ("dmarc summary --by org", "reputation trend --days 14", "health history"):
+        say(console, f"  inboxops --config {config_file} {command}")

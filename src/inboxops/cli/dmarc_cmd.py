@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,7 +10,8 @@ import click
 
 from inboxops.cli.context import AppContext, json_option, pass_app
 from inboxops.cli.options import resolve_window, window_options
-from inboxops.cli.render import Col, print_table, say, styled
+from inboxops.cli.progress import progress_bar
+from inboxops.cli.render import Cell, Col, print_table, say, styled
 from inboxops.errors import ConfigError, NotifyError
 from inboxops.window import When, Window
 
@@ -20,10 +20,17 @@ if TYPE_CHECKING:
 
     from inboxops.dmarc.alerting import AlertRun
     from inboxops.dmarc.ingest import IngestStats
+    from inboxops.dmarc.model import IpStat
     from inboxops.dmarc.rules import Alert
     from inboxops.dmarc.store import Sink
 
 EXIT_PROBLEMS = 3
+
+offline_option = click.option(
+    "--offline",
+    is_flag=True,
+    help="No DNS lookups: PTR names and services from the DNS cache only.",
+)
 
 
 @click.group()
@@ -34,24 +41,6 @@ def dmarc() -> None:
     Typical cron line (every hour):
       inboxops dmarc fetch --alert
     """
-
-
-@contextmanager
-def progress_bar(app: AppContext, label: str) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar on a terminal; nothing under cron or in a pipe."""
-    if not app.interactive():
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=app.err_console, transient=True) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 def _sink(app: AppContext, dry_run: bool) -> Sink:
@@ -157,9 +146,17 @@ def _render_ingest(app: AppContext, stats: IngestStats, sink: Sink, as_json: boo
     help="Parse and report what a real run would store (new, known, conflicting); write "
     "nothing. Reads the database if there is one.",
 )
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Accepted for symmetry with summary and alert: import never makes DNS lookups "
+    "(sources are looked up when reports are read).",
+)
 @json_option("Print one JSON object on stdout.")
 @pass_app
-def import_(app: AppContext, paths: tuple[Path, ...], dry_run: bool, as_json: bool) -> None:
+def import_(
+    app: AppContext, paths: tuple[Path, ...], dry_run: bool, offline: bool, as_json: bool
+) -> None:
     """Ingest report files: .xml, .gz, .zip, .eml and .json (SMTP TLS), directories recursively.
 
     Each report is stored once, keyed by reporter and report id, so importing the same files
@@ -194,6 +191,11 @@ def import_(app: AppContext, paths: tuple[Path, ...], dry_run: bool, as_json: bo
 )
 @click.option("--alert", "then_alert", is_flag=True, help="Run the alert rules after fetching.")
 @click.option(
+    "--offline",
+    is_flag=True,
+    help="With --alert: no DNS lookups for the alerts' PTR names and services (cache only).",
+)
+@click.option(
     "--folder",
     metavar="NAME",
     help="Read this folder for this run instead of [dmarc.imap] folder (e.g. a shared ops@ "
@@ -212,6 +214,7 @@ def fetch(
     all_messages: bool,
     dry_run: bool,
     then_alert: bool,
+    offline: bool,
     folder: str | None,
     move_to: str | None,
     as_json: bool,
@@ -253,8 +256,8 @@ def fetch(
         window = resolve_window(
             app, None, None, None, default_days=settings.dmarc.alerts.window_days
         )
-        run = _run_alerts(app, window, domain=None, dry_run=False)
-        alert_payload = [a.as_json() for a in run.alerts]
+        run = _run_alerts(app, window, domain=None, dry_run=False, offline=offline)
+        alert_payload = alerts_json(run)
         if run.alerts:
             exit_code = EXIT_PROBLEMS
             if not as_json:
@@ -298,11 +301,12 @@ def empty_hint(app: AppContext, window: Window) -> str:
 @click.option("--domain", help="Only reports about this domain (and its subdomains).")
 @click.option(
     "--by",
-    type=click.Choice(["ip", "org"]),
+    type=click.Choice(["ip", "org", "service"]),
     default="ip",
     show_default=True,
-    help="Group by source IP or by reporting organisation.",
+    help="Group by source IP, by reporting organisation or by sending service.",
 )
+@offline_option
 @json_option("Print a JSON list on stdout.")
 @pass_app
 def summary(
@@ -312,18 +316,21 @@ def summary(
     until: When | None,
     domain: str | None,
     by: str,
+    offline: bool,
     as_json: bool,
 ) -> None:
-    """DMARC pass rates per source IP (or per reporting organisation) over a window.
+    """DMARC pass rates per source IP (or per reporting organisation or service) over a window.
 
-    Own IPs (INBOXOPS_OWN_IPS / [dmarc] own_ips) are marked, so a failing own stream stands
-    out from spoofers and forwarders. A report counts in the window holding the midpoint of
-    its date range (docs/dmarc-summary.md).
+    Each IP is shown with its PTR name (forward-confirmed or not) and its sending service, looked
+    up through the DNS cache. Own IPs (INBOXOPS_OWN_IPS / [dmarc] own_ips) are marked, and each
+    failing external IP is classified as forwarded or spoofing. A report counts in the window
+    holding the midpoint of its date range (docs/dmarc-summary.md).
 
     \b
     Examples:
       inboxops dmarc summary --days 1
       inboxops dmarc summary --since 2026-11-01 --until 2026-11-08 --domain example.com
+      inboxops dmarc summary --by service
       inboxops dmarc summary --by org --json
     """
     from inboxops.dmarc import summary as queries
@@ -377,18 +384,34 @@ def summary(
             ],
         )
         return
+    from inboxops.dmarc.enrich import enriched_ip_stats
+
     settings = app.settings.dmarc
-    stats = queries.ip_stats(engine, window, settings.own_ips, domain)
+    stats, enricher = enriched_ip_stats(
+        engine, app.settings, window, domain, offline=offline, clock=app.clock
+    )
+    if enricher.warning:
+        say(app.err_console, f"warning: {enricher.warning}", "yellow")
+    if by == "service":
+        _summary_by_service(app, window, stats, as_json)
+        return
+    from inboxops.dmarc.forwarding import classify, evidence_of
+
+    threshold = settings.alerts.spoof_min_failed
     if as_json:
         app.print_json(
             [
                 {
                     "ip": s.ip,
+                    **(s.source.as_json() if s.source else {}),
                     "messages": s.messages,
                     "passed": s.passed,
                     "failed": s.failed,
                     "pass_rate": round(s.pass_rate, 4),
                     "own": s.own,
+                    "classification": classify(s, threshold),
+                    "forwarded_failed": min(s.forwarded_failed, s.failed),
+                    "evidence": list(evidence_of(s)),
                     "orgs": list(s.orgs),
                     "domains": list(s.domains),
                     "policies": list(s.policies),
@@ -406,36 +429,117 @@ def summary(
         f"DMARC by source IP, {window.describe()}",
         [
             Col("source IP", "key"),
-            Col("own", "key"),
+            Col("PTR (service)", "key"),
             Col("messages", "number"),
-            Col("passed", "number"),
             Col("failed", "number"),
             Col("pass rate", "number"),
+            Col("verdict", "key"),
             Col("reporters"),
         ],
         [
             (
                 s.ip,
-                "yes" if s.own else "",
+                _ptr_cell(s),
                 str(s.messages),
-                str(s.passed),
                 str(s.failed),
                 styled(f"{s.pass_rate:.1%}", "red")
                 if s.pass_rate < floor
                 else f"{s.pass_rate:.1%}",
-                ", ".join(s.orgs[:4]) + (" ..." if len(s.orgs) > 4 else ""),
+                _verdict_cell(classify(s, threshold)),
+                ", ".join(s.orgs[:3]) + (" ..." if len(s.orgs) > 3 else ""),
             )
             for s in stats
         ],
     )
 
 
-def _run_alerts(app: AppContext, window: Window, *, domain: str | None, dry_run: bool) -> AlertRun:
+def _ptr_cell(s: IpStat) -> str:
+    """``o1.ptr2.sendgrid.net (Twilio SendGrid)``; an unconfirmed PTR is marked ``?``."""
+    src = s.source
+    if src is None or not src.ptr:
+        return "(not cached)" if src is not None and src.status == "not_cached" else "-"
+    text = src.ptr if src.fcrdns else f"{src.ptr}?"
+    return f"{text} ({src.service})" if src.service else text
+
+
+def _verdict_cell(verdict: str | None) -> Cell:
+    if verdict == "spoofing":
+        return styled("spoofing", "red")
+    if verdict == "forwarded":
+        return styled("forwarded", "cyan")
+    return "own" if verdict == "own" else ""
+
+
+def _summary_by_service(
+    app: AppContext, window: Window, stats: Sequence[IpStat], as_json: bool
+) -> None:
+    from inboxops.dmarc.enrich import by_service
+
+    rows = by_service(stats)
+    if as_json:
+        app.print_json(
+            [
+                {
+                    "service": r.service,
+                    "service_type": r.service_type,
+                    "ips": r.ips,
+                    "confirmed_ips": r.confirmed_ips,
+                    "messages": r.messages,
+                    "passed": r.passed,
+                    "failed": r.failed,
+                    "forwarded_failed": r.forwarded_failed,
+                    "pass_rate": round(r.pass_rate, 4),
+                }
+                for r in rows
+            ]
+        )
+        return
+    if not rows:
+        say(app.console, empty_hint(app, window))
+        return
+    print_table(
+        app.console,
+        f"DMARC by sending service, {window.describe()}",
+        [
+            Col("service", "key"),
+            Col("type", "key"),
+            Col("IPs", "number"),
+            Col("confirmed", "number"),
+            Col("messages", "number"),
+            Col("failed", "number"),
+            Col("forwarded", "number"),
+            Col("pass rate", "number"),
+        ],
+        [
+            (
+                r.service or "(no known service)",
+                r.service_type or "-",
+                str(r.ips),
+                str(r.confirmed_ips),
+                str(r.messages),
+                str(r.failed),
+                str(r.forwarded_failed),
+                f"{r.pass_rate:.1%}",
+            )
+            for r in rows
+        ],
+    )
+
+
+def _run_alerts(
+    app: AppContext, window: Window, *, domain: str | None, dry_run: bool, offline: bool = False
+) -> AlertRun:
     from inboxops.dmarc import alerting
 
     try:
         return alerting.check(
-            app.engine(), app.settings, window, dry_run=dry_run, now=app.clock(), domain=domain
+            app.engine(),
+            app.settings,
+            window,
+            dry_run=dry_run,
+            now=app.clock(),
+            domain=domain,
+            offline=offline,
         )
     except NotifyError as exc:
         raise NotifyError(
@@ -445,8 +549,27 @@ def _run_alerts(app: AppContext, window: Window, *, domain: str | None, dry_run:
         ) from None
 
 
+def alerts_json(run: AlertRun) -> list[dict[str, object]]:
+    """The alerts of a run as ``--json`` prints them: loud ones, then the digest's."""
+    return [a.as_json() | {"suppressed": a in run.suppressed} for a in run.alerts] + [
+        a.as_json() | {"digest": True, "suppressed": a in run.digest_suppressed} for a in run.digest
+    ]
+
+
 def _print_alerts(app: AppContext, run: AlertRun) -> None:
     print_alerts(app.console, run.alerts)
+    if run.digest:
+        from inboxops.dmarc.rules import headline
+
+        say(
+            app.console,
+            f"forwarding digest ({len(run.digest)} relay(s) of your own mail; not spoofing):",
+            "bold cyan",
+        )
+        for a in run.digest:
+            say(app.console, f"  {headline(a)}", "cyan")
+    if run.enrich_warning:
+        say(app.err_console, f"warning: {run.enrich_warning}", "yellow")
     if run.sent_to:
         say(app.console, f"sent to: {', '.join(run.sent_to)}")
     if run.suppressed:
@@ -461,6 +584,7 @@ def _print_alerts(app: AppContext, run: AlertRun) -> None:
 @window_options
 @click.option("--domain", help="Only reports about this domain (and its subdomains).")
 @click.option("--dry-run", is_flag=True, help="Evaluate and print; send nothing.")
+@offline_option
 @json_option("Print the alerts as a JSON list.")
 @pass_app
 def alert(
@@ -470,6 +594,7 @@ def alert(
     until: When | None,
     domain: str | None,
     dry_run: bool,
+    offline: bool,
     as_json: bool,
 ) -> None:
     """Alert when an own IP falls below the pass-rate floor or another IP spoofs our domain.
@@ -478,20 +603,25 @@ def alert(
     Rules (thresholds in [dmarc.alerts]):
       own_ip_failing  an own IP/CIDR below 95% DMARC pass over the window
       spoofing        a foreign IP with 20 or more failing messages as our domain
-    Nothing is sent when all is healthy. Exit code 3 when there are alerts, 0 when healthy.
+      forwarding      the same, but classified as forwarded (forwarders, mailing lists):
+                      a quieter digest by default ([dmarc.alerts] forwarding)
+    Every alert names the IP's PTR and sending service. Nothing is sent when all is healthy.
+    Exit code 3 when there are alerts (the digest alone does not count), 0 when healthy.
     """
     window = dmarc_window(app, days, since, until)
-    run = _run_alerts(app, window, domain=domain, dry_run=dry_run)
+    run = _run_alerts(app, window, domain=domain, dry_run=dry_run, offline=offline)
     if as_json:
-        app.print_json([a.as_json() | {"suppressed": a in run.suppressed} for a in run.alerts])
-    elif run.alerts:
+        app.print_json(alerts_json(run))
+    elif run.alerts or run.digest:
         _print_alerts(app, run)
+        if not run.alerts:
+            say(app.console, f"no DMARC alerts for {run.window.describe()}")
     else:
         say(app.console, f"healthy: no DMARC alerts for {run.window.describe()}")
-    if run.cleared and not as_json:
+    if (run.cleared or run.digest_cleared) and not as_json:
         from inboxops.dmarc.rules import cleared_line
 
-        for kind, ip in run.cleared:
+        for kind, ip in run.cleared + run.digest_cleared:
             say(app.console, f"{cleared_line(kind, ip)} (sent)", "green")
     if run.unsent_reason:
         say(app.err_console, f"warning: {run.unsent_reason}")
@@ -504,6 +634,6 @@ def print_alerts(console: Console, alerts: Sequence[Alert]) -> None:
     from inboxops.dmarc.rules import headline
 
     for a in alerts:
-        colour = "red" if a.kind == "own_ip_failing" else "yellow"
+        colour = {"own_ip_failing": "red", "forwarding": "cyan"}.get(a.kind, "yellow")
         say(console, f"{a.kind} {headline(a)}", f"bold {colour}")
         say(console, f"  {a.advice}")

@@ -15,8 +15,9 @@ from typing import Any
 import click
 
 from inboxops.cli.context import AppContext, json_option, pass_app
-from inboxops.cli.dmarc_cmd import dmarc, dmarc_window, empty_hint, progress_bar
+from inboxops.cli.dmarc_cmd import dmarc, dmarc_window, empty_hint
 from inboxops.cli.options import window_options
+from inboxops.cli.progress import progress_bar
 from inboxops.cli.render import Col, print_table, say
 from inboxops.errors import ConfigError
 from inboxops.window import When
@@ -107,6 +108,11 @@ def prune_cmd(app: AppContext, older_than: int | None, dry_run: bool, as_json: b
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to this file (replaced only once complete); default stdout.",
 )
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="No DNS lookups: the ptr/service columns from the DNS cache only.",
+)
 @pass_app
 def export_cmd(
     app: AppContext,
@@ -116,11 +122,14 @@ def export_cmd(
     domain: str | None,
     fmt: str,
     output: Path | None,
+    offline: bool,
 ) -> None:
     """One row per DMARC record of the window, with its report and auth results, flattened.
 
-    For spreadsheets and other tools. Streamed: any window exports in constant memory. Cells
-    a spreadsheet would run as formulas are neutralised with a leading '.
+    For spreadsheets and other tools. Streamed: any window exports in constant memory. Each
+    row carries its source IP's PTR, forward confirmation, base domain, service and country
+    (looked up once per IP through the DNS cache). Cells a spreadsheet would run as formulas
+    are neutralised with a leading '.
 
     \b
     Examples:
@@ -128,10 +137,18 @@ def export_cmd(
       inboxops dmarc export --days 30 --domain example.com --format jsonl | jq .source_ip
     """
     from inboxops.dmarc import export
+    from inboxops.dmarc.enrich import Enricher
 
     window = dmarc_window(app, days, since, until)
     engine = app.engine(readonly=True)
-    rows = export.iter_rows(engine, window, domain)
+    enricher = Enricher(engine, app.settings, offline=offline, clock=app.clock)
+    try:
+        sources = enricher.sources(export.source_ips(engine, window, domain))
+    finally:
+        enricher.close()
+    if enricher.warning:
+        say(app.err_console, f"warning: {enricher.warning}", "yellow")
+    rows = export.iter_rows(engine, window, domain, sources=sources)
     write = export.FORMATS[fmt]
     if output is None:
         # UTF-8 whatever the locale, like the files: an export is data, not terminal text.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,13 +10,18 @@ from typing import TYPE_CHECKING
 import click
 
 from inboxops.cli.context import AppContext, json_option, pass_app
-from inboxops.cli.dmarc_cmd import progress_bar
 from inboxops.cli.options import WHEN, resolve_window, window_options
+from inboxops.cli.progress import progress_bar
 from inboxops.cli.render import Col, print_table, say, styled
 from inboxops.window import When
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.text import Text
+
+    from inboxops.config.reputation import ColourSettings
+    from inboxops.reputation.metrics import DayRow
+    from inboxops.reputation.rules import Regression
 
 EXIT_PROBLEMS = 3
 _COLOURS = {"green": "green", "yellow": "yellow", "red": "red"}
@@ -159,6 +165,66 @@ def _spark(values: list[float | None], colours: list[str | None]) -> Text:
     return out
 
 
+def print_trend(
+    console: Console,
+    rows: Sequence[DayRow],
+    day_list: Sequence[date],
+    thresholds: ColourSettings,
+    *,
+    limit: int | None = None,
+) -> None:
+    """One line per IP x operator, busiest first: totals, last day, colour, sparkline."""
+    from inboxops.reputation.metrics import Figures, colour
+
+    table_rows: list[tuple[str | Text, ...]] = []
+    pairs: dict[tuple[str, str], dict[date, Figures]] = {}
+    for r in rows:
+        label = f"{r.operator}/{r.segment}" if r.segment else r.operator
+        pairs.setdefault((r.sending_ip, label), {})[r.day] = r.figures
+    busiest = sorted(pairs.items(), key=lambda kv: -sum(f.attempts for f in kv[1].values()))
+    for (ip, label), by_day in busiest[:limit]:
+        total = Figures()
+        for f in by_day.values():
+            total.add(f)
+        latest = by_day[max(by_day)]
+        verdict = colour(latest, thresholds)
+        rates = [by_day[d].delivery_rate if d in by_day else None for d in day_list]
+        verdicts = [colour(by_day[d], thresholds) if d in by_day else None for d in day_list]
+        rate = latest.delivery_rate
+        table_rows.append(
+            (
+                ip,
+                label,
+                str(total.attempts),
+                str(total.delivered),
+                str(total.bounced + total.expired),
+                str(total.throttled),
+                str(total.policy_blocked),
+                f"{rate:.1%}" if rate is not None else "-",
+                styled(verdict or "-", _COLOURS.get(verdict or "", "")),
+                _spark(rates, verdicts),
+            )
+        )
+    print_table(
+        console,
+        f"Delivery per IP x operator, {day_list[0]} to {day_list[-1]} (UTC)"
+        + (f", busiest {limit}" if limit is not None and len(busiest) > limit else ""),
+        [
+            Col("sending IP", "key"),
+            Col("operator", "key"),
+            Col("attempts", "number"),
+            Col("delivered", "number"),
+            Col("failed", "number"),
+            Col("throttled", "number"),
+            Col("blocked", "number"),
+            Col("last day", "number"),
+            Col("colour", "key"),
+            Col("daily delivery", "key"),
+        ],
+        table_rows,
+    )
+
+
 @reputation.command("trend")
 @window_options
 @click.option("--ip", "ips", multiple=True, help="Only this sending IP (or syslog name).")
@@ -183,9 +249,7 @@ def trend_cmd(
     The thresholds are in [reputation.colours] (docs/reputation.md).
     """
     from inboxops.reputation import report
-    from inboxops.reputation.metrics import Figures, colour
 
-    table_rows: list[tuple[str | Text, ...]] = []
     day_list = trend_days(app, days, since, until)
     rows = report.day_rows(
         app.engine(readonly=True), app.settings.reputation, day_list, ips=ips, operators=operators
@@ -199,52 +263,17 @@ def trend_cmd(
         held = f"the store holds {first} to {last}" if first else "the store holds no days yet"
         say(app.console, f"no delivery attempts from {day_list[0]} to {day_list[-1]}; {held}")
         return
-    pairs: dict[tuple[str, str], dict[date, Figures]] = {}
-    for r in rows:
-        label = f"{r.operator}/{r.segment}" if r.segment else r.operator
-        pairs.setdefault((r.sending_ip, label), {})[r.day] = r.figures
-    for (ip, label), by_day in sorted(
-        pairs.items(), key=lambda kv: -sum(f.attempts for f in kv[1].values())
-    ):
-        total = Figures()
-        for f in by_day.values():
-            total.add(f)
-        latest = by_day[max(by_day)]
-        verdict = colour(latest, thresholds)
-        rates = [by_day[d].delivery_rate if d in by_day else None for d in day_list]
-        verdicts = [colour(by_day[d], thresholds) if d in by_day else None for d in day_list]
-        rate = latest.delivery_rate
-        table_rows.append(
-            (
-                ip,
-                label,
-                str(total.attempts),
-                str(total.delivered),
-                str(total.bounced + total.expired),
-                str(total.throttled),
-                str(total.policy_blocked),
-                f"{rate:.1%}" if rate is not None else "-",
-                styled(verdict or "-", _COLOURS.get(verdict or "", "")),
-                _spark(rates, verdicts),
-            )
-        )
-    print_table(
-        app.console,
-        f"Delivery per IP x operator, {day_list[0]} to {day_list[-1]} (UTC)",
-        [
-            Col("sending IP", "key"),
-            Col("operator", "key"),
-            Col("attempts", "number"),
-            Col("delivered", "number"),
-            Col("failed", "number"),
-            Col("throttled", "number"),
-            Col("blocked", "number"),
-            Col("last day", "number"),
-            Col("colour", "key"),
-            Col("daily delivery", "key"),
-        ],
-        table_rows,
-    )
+    print_trend(app.console, rows, day_list, thresholds)
+
+
+def print_regressions(console: Console, alerts: Sequence[Regression]) -> None:
+    """Each alert: headline, what to do, and the receiver's own words."""
+    for a in alerts:
+        style = "bold red" if a.kind != "rep_throttling" else "bold yellow"
+        say(console, f"{a.kind} {a.headline()}", style)
+        say(console, f"  {a.advice()}")
+        if a.sample_reply:
+            say(console, f"  reply: {a.sample_reply}")
 
 
 @reputation.command("alert")
@@ -288,15 +317,7 @@ def alert_cmd(
     if as_json:
         app.print_json([a.as_json() | {"suppressed": a in run.suppressed} for a in run.alerts])
     elif run.alerts:
-        for a in run.alerts:
-            say(
-                app.console,
-                f"{a.kind} {a.headline()}",
-                "bold red" if a.kind != "rep_throttling" else "bold yellow",
-            )
-            say(app.console, f"  {a.advice()}")
-            if a.sample_reply:
-                say(app.console, f"  reply: {a.sample_reply}")
+        print_regressions(app.console, run.alerts)
         if run.sent_to:
             say(app.console, f"sent to: {', '.join(run.sent_to)}")
     else:

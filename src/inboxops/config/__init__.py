@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from inboxops.config.enrichment import SERVICE_TYPES, ServiceRule
+from inboxops.config.hygiene import ExclusionSettings, ListmonkSettings
 from inboxops.config.reputation import (
     DnsSettings,
     HealthSettings,
@@ -32,6 +34,7 @@ from inboxops.errors import ConfigError
 
 __all__ = [
     "MASK",
+    "SERVICE_TYPES",
     "AlertSettings",
     "DatabaseSettings",
     "DmarcSettings",
@@ -44,6 +47,7 @@ __all__ = [
     "OperatorSettings",
     "ReputationSettings",
     "Secret",
+    "ServiceRule",
     "Settings",
     "TelegramSettings",
     "default_data_dir",
@@ -152,6 +156,10 @@ class AlertSettings:
     spoof_min_failed: int = setting(20, minimum=1)
     window_days: int = setting(7, minimum=1, maximum=3660)
     repeat_hours: int = setting(24, minimum=0)  # an unchanged alert is sent again after this
+    # failing IPs classified "forwarded": a separate, quieter digest (default), loud alerts like
+    # spoofing, or not sent at all (still shown by `dmarc summary` and `dmarc alert --json`)
+    forwarding: str = setting("digest", choices=("digest", "alert", "off"), lower=True)
+    digest_hours: int = setting(168, minimum=0)  # the forwarding digest repeats after this
 
 
 @dataclass(frozen=True)
@@ -174,6 +182,8 @@ class DmarcSettings:
     )
     domains: tuple[str, ...] = setting((), lower=True)  # our domains; empty = every domain
     retention_days: int = setting(0, minimum=0)  # `dmarc prune` default age; 0 = keep forever
+    geoip_db: str = setting("", env="GEOIP_DB")  # a MaxMind-format .mmdb; empty = no country
+    services: tuple[ServiceRule, ...] = setting(())  # [[dmarc.services]]: extends the built-in map
     imap: ImapSettings = setting(factory=ImapSettings)
     alerts: AlertSettings = setting(factory=AlertSettings)
     limits: Limits = setting(factory=Limits)
@@ -209,6 +219,8 @@ class Settings:
     operators: OperatorSettings = setting(factory=OperatorSettings)
     reputation: ReputationSettings = setting(factory=ReputationSettings)
     health: HealthSettings = setting(factory=HealthSettings)
+    exclusions: ExclusionSettings = setting(factory=ExclusionSettings)
+    listmonk: ListmonkSettings = setting(factory=ListmonkSettings)
     config_path: Path | None = internal()
 
     def with_db(self, url: str | None) -> Settings:

@@ -358,7 +358,7 @@ class FleetLog:
     def _draw(self, msg: _Message, op: Operator) -> Reply | None:
         rng, failures, rate = self.rng, op.failures, op.fail_rate
         if op.name in ("outlook", "m365") and msg.inst.msft and self._now >= self.story_since:
-            failures, rate = MS_BLOCKED, 0.55
+            failures, rate = MS_BLOCKED, 0.8
         if msg.tries and not op.dead:
             rate = 0.3  # throttling, then success on retry
             failures = tuple(r for r in failures if r.status == "deferred") or failures

@@ -17,7 +17,10 @@ as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return) 
 carries the values as they are, lists as lists.
 
 Columns are built in one place, :func:`build_row` beside :data:`COLUMNS`: an enrichment
-column (PTR name, sending service, country) is one entry in each.
+column (PTR name, sending service, country) is one entry in each. Enrichment is looked up
+before the rows stream, once per distinct source IP of the window (through the DNS cache, or
+from it alone with ``--offline``), so memory grows with the window's distinct IPs, never with
+its records.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -35,6 +38,7 @@ from typing import Any, TextIO
 
 from sqlalchemy import Engine, and_, select
 
+from inboxops.dmarc.model import Source
 from inboxops.dmarc.summary import report_filters  # the views' window rule
 from inboxops.storage.db import database_errors
 from inboxops.storage.models import dmarc_auth_results as auth
@@ -54,6 +58,12 @@ COLUMNS = (
     "domain",
     "p",
     "source_ip",
+    "ptr",
+    "fcrdns",
+    "base_domain",
+    "service",
+    "service_type",
+    "country",
     "count",
     "disposition",
     "policy_dkim",
@@ -70,9 +80,12 @@ COLUMNS = (
 )
 
 
-def build_row(record: Any, auth_rows: Sequence[Any]) -> dict[str, Value]:
-    """The export row of one record: ``record`` is a row of :func:`_query` and ``auth_rows``
-    the rows carrying its auth results, in order (none when it has none).
+def build_row(
+    record: Any, auth_rows: Sequence[Any], source: Source | None = None
+) -> dict[str, Value]:
+    """The export row of one record: ``record`` is a row of :func:`_query`, ``auth_rows``
+    the rows carrying its auth results, in order (none when it has none), and ``source`` the
+    enrichment of its source IP (None: every enrichment column empty).
 
     Lists keep their positions across columns: the second DKIM domain, selector and result
     belong together. A reporter may list several SPF results (``mfrom`` and ``helo``), hence
@@ -80,6 +93,7 @@ def build_row(record: Any, auth_rows: Sequence[Any]) -> dict[str, Value]:
     """
     dkim = [a for a in auth_rows if a.a_method == "dkim"]
     spf = [a for a in auth_rows if a.a_method == "spf"]
+    src = source or _UNKNOWN
     return {
         "org_name": record.org_name,
         "report_id": record.report_id,
@@ -88,6 +102,12 @@ def build_row(record: Any, auth_rows: Sequence[Any]) -> dict[str, Value]:
         "domain": record.domain,
         "p": record.p,
         "source_ip": record.source_ip,
+        "ptr": src.ptr,
+        "fcrdns": src.fcrdns,
+        "base_domain": src.base_domain,
+        "service": src.service,
+        "service_type": src.service_type,
+        "country": src.country,
         "count": int(record.count),
         "disposition": record.disposition,
         "policy_dkim": record.policy_dkim,
@@ -102,6 +122,9 @@ def build_row(record: Any, auth_rows: Sequence[Any]) -> dict[str, Value]:
         "spf_scopes": [a.a_scope for a in spf],
         "spf_results": [a.a_result for a in spf],
     }
+
+
+_UNKNOWN = Source("")
 
 
 @lru_cache(maxsize=1024)  # every record of a report repeats its dates
@@ -171,14 +194,33 @@ def group_records(rows: Iterable[Any]) -> Iterator[tuple[Any, list[Any]]]:
         yield current, auth_rows
 
 
+def source_ips(engine: Engine, window: Window, domain: str | None = None) -> list[str]:
+    """The distinct source IPs of the window's records (what enrichment looks up)."""
+    query = (
+        select(rec.c.source_ip)
+        .distinct()
+        .select_from(rep.join(rec, rec.c.report_pk == rep.c.id))
+        .where(and_(*report_filters(window, domain)))  # type: ignore[arg-type]
+    )
+    with database_errors(engine, "export from"), engine.connect() as conn:
+        return [ip for (ip,) in conn.execute(query)]
+
+
 def iter_rows(
-    engine: Engine, window: Window, domain: str | None = None, *, yield_per: int = YIELD_PER
+    engine: Engine,
+    window: Window,
+    domain: str | None = None,
+    *,
+    yield_per: int = YIELD_PER,
+    sources: Mapping[str, Source] | None = None,
 ) -> Iterator[dict[str, Value]]:
-    """Export rows of every record in ``window``, streamed (see the module docstring)."""
+    """Export rows of every record in ``window``, streamed (see the module docstring), with
+    each source IP's enrichment from ``sources`` where given."""
+    known = sources or {}
     with database_errors(engine, "export from"), engine.connect() as conn:
         result = conn.execution_options(yield_per=yield_per).execute(_query(window, domain))
         for record, auth_rows in group_records(result):
-            yield build_row(record, auth_rows)
+            yield build_row(record, auth_rows, known.get(record.source_ip))
 
 
 # -- writing ----------------------------------------------------------------------------------

@@ -323,16 +323,18 @@ def check_plaintext(imap: ImapSettings) -> None:
     """
     if imap.security != "none" or imap.loopback:
         return
+    secret = "OAuth access token" if imap.auth == "xoauth2" else "password"
     if not imap.allow_plaintext:
         raise ConfigError(
-            f'[dmarc.imap] security = "none" would send the IMAP password in clear to '
+            f'[dmarc.imap] security = "none" would send the IMAP {secret} in clear to '
             f"{imap.host}; use ssl or starttls, or set [dmarc.imap] allow_plaintext = true "
             "(INBOXOPS_IMAP_ALLOW_PLAINTEXT=true) if the network to it is trusted"
         )
     log.warning(
-        "event=imap_plaintext host=%s warning=password_sent_in_clear "
+        "event=imap_plaintext host=%s warning=%s_sent_in_clear "
         "setting=[dmarc.imap].allow_plaintext",
         imap.host,
+        "token" if imap.auth == "xoauth2" else "password",
     )
 
 

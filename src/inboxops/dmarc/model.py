@@ -129,8 +129,68 @@ class FailureReport:
 
 
 @dataclass(frozen=True, slots=True)
+class Source:
+    """Who a source IP is, as far as DNS (and an optional GeoIP database) can tell.
+
+    ``ptr`` is the name to show: the first forward-confirmed PTR name, else the first PTR name.
+    ``fcrdns`` is True when a PTR name's own A/AAAA points back at the IP, False when checked
+    and not, None when unknown (no PTR, a lookup that failed, or offline without a cached
+    answer). ``service``/``service_type`` come from the service map matched on ``ptr``;
+    only a confirmed name should be *trusted* (see :attr:`trusted_type`). ``status`` is the DNS
+    status of the PTR lookup, or ``not_cached`` when offline.
+    """
+
+    ip: str
+    ptr: str | None = None
+    fcrdns: bool | None = None
+    base_domain: str | None = None
+    service: str | None = None
+    service_type: str | None = None
+    country: str | None = None
+    status: str = "not_cached"
+
+    @property
+    def trusted_type(self) -> str | None:
+        """The service type, only when the PTR name is forward-confirmed (anyone can write any
+        PTR for an IP they run; only the named domain can make it point back)."""
+        return self.service_type if self.fcrdns else None
+
+    def as_json(self) -> dict[str, str | bool | None]:
+        return {
+            "ptr": self.ptr,
+            "fcrdns": self.fcrdns,
+            "base_domain": self.base_domain,
+            "service": self.service,
+            "service_type": self.service_type,
+            "country": self.country,
+        }
+
+
+class PassCounts:
+    """``failed`` and ``pass_rate`` of a group of messages (per reporter, per service...)."""
+
+    __slots__ = ()
+    messages: int
+    passed: int
+
+    @property
+    def failed(self) -> int:
+        return self.messages - self.passed
+
+    @property
+    def pass_rate(self) -> float:
+        """1.0 for no messages: nothing failed, and nothing to alert on."""
+        return self.passed / self.messages if self.messages else 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class IpStat:
-    """DMARC outcome of one source IP over a window: ``summary`` computes it, ``rules`` judge it."""
+    """DMARC outcome of one source IP over a window: ``summary`` computes it, ``rules`` judge it.
+
+    ``forwarded_failed`` counts the failing messages that carry forwarding evidence (an override
+    reason, or our own DKIM signature beside someone else's SPF domain); ``evidence`` names the
+    kinds seen (:mod:`inboxops.dmarc.forwarding`). ``source`` is the enrichment, when looked up.
+    """
 
     ip: str
     messages: int
@@ -140,6 +200,9 @@ class IpStat:
     orgs: tuple[str, ...]  # reporting organisations
     domains: tuple[str, ...]  # header_from / policy domains the messages claimed
     policies: tuple[str, ...]  # published p= values seen for those domains (none|quarantine|reject)
+    forwarded_failed: int = 0
+    evidence: tuple[str, ...] = ()
+    source: Source | None = None
 
     @property
     def pass_rate(self) -> float:

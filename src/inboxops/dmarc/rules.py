@@ -6,7 +6,13 @@ Two questions a sender asks of a week of reports:
   receivers are seeing unauthenticated mail from us: a missing DKIM signature, an SPF record
   that lost an include, a relay path that breaks alignment. Exactly at the floor does not alert.
 * *Is someone sending as us?* Any other IP with ``spoof_min_failed`` or more failing messages.
-  How urgent that is depends on the published policy, which the alert names.
+  How urgent that is depends on the published policy, which the alert names. Such an IP is
+  classified (:mod:`inboxops.dmarc.forwarding`): ``spoofing`` stays a loud ``spoofing`` alert;
+  ``forwarded`` (a forwarder or mailing list relaying our own mail) becomes a ``forwarding``
+  finding, which ``[dmarc.alerts] forwarding`` sends as a quieter digest, as an alert, or not.
+
+Every alert names the IP's PTR (and whether it is forward-confirmed) and its sending service,
+when enrichment looked them up.
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from inboxops.config import AlertSettings
-from inboxops.dmarc.model import IpStat
+from inboxops.dmarc.forwarding import FORWARDED, classify, evidence_of
+from inboxops.dmarc.model import IpStat, Source
 
 OWN_IP_FAILING = "own_ip_failing"
 SPOOFING = "spoofing"
-KINDS = (OWN_IP_FAILING, SPOOFING)  # this capability's alert kinds (inboxops.alerts state)
+FORWARDING = "forwarding"
+LOUD_KINDS = (OWN_IP_FAILING, SPOOFING)
+KINDS = (OWN_IP_FAILING, SPOOFING, FORWARDING)  # this capability's alert kinds (alert_state)
 _STRICTNESS = {"reject": 3, "quarantine": 2, "none": 1}
 
 
@@ -33,7 +42,7 @@ class Alert:
     that decides what receivers already do with it.
     """
 
-    kind: str  # OWN_IP_FAILING | SPOOFING
+    kind: str  # OWN_IP_FAILING | SPOOFING | FORWARDING
     ip: str
     messages: int
     failed: int
@@ -42,13 +51,21 @@ class Alert:
     domains: tuple[str, ...]
     policy: str | None
     advice: str
+    classification: str | None = None  # own | spoofing | forwarded
+    forwarded_failed: int = 0  # failing messages with forwarding evidence
+    evidence: tuple[str, ...] = ()
+    source: Source | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
+            "classification": self.classification,
             "ip": self.ip,
+            **(self.source or Source(self.ip)).as_json(),
             "messages": self.messages,
             "failed": self.failed,
+            "forwarded_failed": self.forwarded_failed,
+            "evidence": list(self.evidence),
             "pass_rate": round(self.pass_rate, 4),
             "orgs": list(self.orgs),
             "domains": list(self.domains),
@@ -101,8 +118,55 @@ def _spoof_advice(policy: str | None) -> str:
     )
 
 
-def _alert(kind: str, s: IpStat, policy: str | None, advice: str) -> Alert:
-    return Alert(kind, s.ip, s.messages, s.failed, s.pass_rate, s.orgs, s.domains, policy, advice)
+_EVIDENCE = {
+    "forwarded": "reported as forwarded",
+    "mailing_list": "reported as a mailing list",
+    "trusted_forwarder": "reported as a trusted forwarder",
+    "local_policy_arc": "accepted on ARC (local_policy)",
+    "dkim_ours_spf_other": "our DKIM signature with another domain's SPF",
+    "service_forwarder": "a known forwarder",
+    "service_mailing_list": "a known mailing list",
+}
+
+
+def evidence_text(evidence: Sequence[str]) -> str:
+    return ", ".join(_EVIDENCE.get(e, e) for e in evidence) or "none"
+
+
+def _forward_advice(s: IpStat, evidence: Sequence[str]) -> str:
+    return (
+        f"This looks like your own mail relayed by a forwarder or mailing list "
+        f"({evidence_text(evidence)}), not spoofing: nothing to block. DKIM survives plain "
+        "forwarding where SPF cannot, so keep every stream DKIM-signed; a list that rewrites "
+        "messages breaks DKIM too (ask its operator for ARC sealing or From rewriting). If you "
+        "do not recognise this relay, treat it as spoofing: [dmarc.alerts] forwarding = "
+        '"alert" sends these like spoofing alerts.'
+    )
+
+
+def _alert(
+    kind: str,
+    s: IpStat,
+    policy: str | None,
+    advice: str,
+    classification: str | None,
+    evidence: tuple[str, ...] = (),
+) -> Alert:
+    return Alert(
+        kind,
+        s.ip,
+        s.messages,
+        s.failed,
+        s.pass_rate,
+        s.orgs,
+        s.domains,
+        policy,
+        advice,
+        classification,
+        min(s.forwarded_failed, s.failed),
+        evidence,
+        s.source,
+    )
 
 
 def evaluate(stats: Iterable[IpStat], thresholds: AlertSettings) -> list[Alert]:
@@ -112,20 +176,34 @@ def evaluate(stats: Iterable[IpStat], thresholds: AlertSettings) -> list[Alert]:
     spoofers: an own IP exactly at ``min_pass_rate`` is fine, a foreign IP with exactly
     ``spoof_min_failed`` failures alerts. An own IP is never called a spoofer, however badly it
     fails: that is the own-IP rule's job, with advice that fits.
+
+    A foreign IP past the threshold is a ``spoofing`` alert unless it is classified
+    ``forwarded``; then it is a ``forwarding`` alert, left out when ``thresholds.forwarding`` is
+    ``"off"`` (whether it is sent loudly or in the digest is :mod:`inboxops.dmarc.alerting`'s).
     """
     own: list[Alert] = []
     spoof: list[Alert] = []
+    forwarded: list[Alert] = []
     for s in stats:
         policy = strictest(s.policies)
         if s.own:
             if s.messages > 0 and s.pass_rate < thresholds.min_pass_rate:
-                own.append(_alert(OWN_IP_FAILING, s, policy, _own_advice(s)))
+                own.append(_alert(OWN_IP_FAILING, s, policy, _own_advice(s), "own"))
         elif s.failed >= thresholds.spoof_min_failed:
-            spoof.append(_alert(SPOOFING, s, policy, _spoof_advice(policy)))
+            verdict = classify(s, thresholds.spoof_min_failed)
+            evidence = evidence_of(s)
+            if verdict == FORWARDED:
+                if thresholds.forwarding != "off":
+                    advice = _forward_advice(s, evidence)
+                    forwarded.append(_alert(FORWARDING, s, policy, advice, FORWARDED, evidence))
+            else:
+                advice = _spoof_advice(policy)
+                spoof.append(_alert(SPOOFING, s, policy, advice, SPOOFING, evidence))
     # our own failures first (we can fix them), then the loudest sources
     own.sort(key=lambda a: (-a.failed, a.ip))
     spoof.sort(key=lambda a: (-a.failed, a.ip))
-    return own + spoof
+    forwarded.sort(key=lambda a: (-a.failed, a.ip))
+    return own + spoof + forwarded
 
 
 def _reporters(a: Alert) -> str:
@@ -140,13 +218,43 @@ def headline(a: Alert) -> str:
     return f"{_head(a)}. {_reporters(a)}"
 
 
-def _head(a: Alert) -> str:
-    if a.kind == OWN_IP_FAILING:
-        return f"Own IP {a.ip}: {a.pass_rate:.1%} DMARC pass ({a.failed} of {a.messages} failed)"
-    return (
-        f"Spoofing from {a.ip}: {a.failed} failing messages as "
-        f"{', '.join(a.domains) or 'your domain'} (p={a.policy or 'unknown'})"
+def identity(source: Source | None) -> str:
+    """The PTR (and whether it is forward-confirmed), the service and the country of an IP."""
+    if source is None:
+        return "PTR not looked up"
+    if source.ptr:
+        ptr = f"PTR {source.ptr}"
+        if source.fcrdns is False:
+            ptr += " (not forward-confirmed)"
+        elif source.fcrdns is None:
+            ptr += " (forward confirmation failed)"
+    elif source.status == "not_cached":
+        ptr = "PTR not known (offline)"
+    elif source.status in ("nxdomain", "no_answer", "ok"):
+        ptr = "no PTR"
+    else:
+        ptr = f"PTR lookup failed ({source.status})"
+    service = (
+        f"service {source.service} ({source.service_type})" if source.service else "unknown service"
     )
+    country = f", {source.country}" if source.country else ""
+    return f"{ptr}, {service}{country}"
+
+
+def _head(a: Alert) -> str:
+    who = f"{a.ip} [{identity(a.source)}]"
+    as_ = ", ".join(a.domains) or "your domain"
+    if a.kind == OWN_IP_FAILING:
+        return f"Own IP {who}: {a.pass_rate:.1%} DMARC pass ({a.failed} of {a.messages} failed)"
+    if a.kind == FORWARDING:
+        return (
+            f"Forwarded mail from {who}: {a.failed} failing messages as {as_}, "
+            f"{a.forwarded_failed} with forwarding evidence"
+        )
+    head = f"Spoofing from {who}: {a.failed} failing messages as {as_} (p={a.policy or 'unknown'})"
+    if a.forwarded_failed:
+        head += f"; {a.forwarded_failed} of them look forwarded, too few to explain the rest"
+    return head
 
 
 def _esc(text: str) -> str:
@@ -157,7 +265,12 @@ def cleared_line(kind: str, ip: str) -> str:
     """The all-clear for an alert that was sent and no longer holds."""
     if kind == OWN_IP_FAILING:
         return f"Resolved: own IP {ip} is back at or above the DMARC pass-rate floor"
-    return f"Resolved: {ip} no longer sends failing mail as your domain above the threshold"
+    if kind == FORWARDING:
+        return f"Resolved: {ip} no longer relays failing mail as your domain above the threshold"
+    return (
+        f"Resolved: {ip} no longer sends failing mail as your domain above the threshold "
+        "(or it is now classified as forwarding)"
+    )
 
 
 def _title(alerts: Sequence[Alert], cleared: Sequence[tuple[str, str]]) -> str:
@@ -194,3 +307,47 @@ def render_text(
         lines.append(f"- {_head(a)}\n  {_reporters(a)} {a.advice}")
     lines.extend(f"- {cleared_line(kind, ip)}" for kind, ip in cleared)
     return "\n".join(lines)
+
+
+def render_digest(
+    alerts: Sequence[Alert], *, window: str, cleared: Sequence[tuple[str, str]] = ()
+) -> tuple[str, str]:
+    """(title, HTML body) of the forwarding digest: one short line per relay, no advice
+    repeated per line."""
+    title = (
+        f"inboxops: DMARC forwarding digest, {len(alerts)} relay{'s' if len(alerts) != 1 else ''}"
+        if alerts
+        else f"inboxops: DMARC forwarding digest, {len(cleared)} resolved"
+    )
+    blocks = [f"<b>{_esc(title)}</b>\n{_esc(window)}"]
+    if alerts:
+        blocks.append(_esc(_DIGEST_NOTE))
+    lines = [f"- {_esc(_digest_line(a))}" for a in alerts]
+    lines += [f"- {_esc(cleared_line(kind, ip))}" for kind, ip in cleared]
+    if lines:
+        blocks.append("\n".join(lines))
+    return title, "\n\n".join(blocks)
+
+
+def render_digest_text(
+    alerts: Sequence[Alert], *, window: str, cleared: Sequence[tuple[str, str]] = ()
+) -> str:
+    lines = [window]
+    if alerts:
+        lines.append(_DIGEST_NOTE)
+    lines.extend(f"- {_digest_line(a)}" for a in alerts)
+    lines.extend(f"- {cleared_line(kind, ip)}" for kind, ip in cleared)
+    return "\n".join(lines)
+
+
+_DIGEST_NOTE = (
+    "Your own mail relayed by forwarders and mailing lists, failing DMARC on the way: not "
+    "spoofing. Keep every stream DKIM-signed; `inboxops dmarc summary` shows the details."
+)
+
+
+def _digest_line(a: Alert) -> str:
+    return (
+        f"{a.ip} [{identity(a.source)}]: {a.failed} failing as "
+        f"{', '.join(a.domains) or 'your domain'}; {evidence_text(a.evidence)}. {_reporters(a)}"
+    )

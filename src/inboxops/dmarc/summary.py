@@ -5,21 +5,26 @@ docs/dmarc-summary.md); windows are half-open, so adjacent ones never count one 
 and a daily report from 00:00 to 24:00 counts on its own day only. Failure reports are single
 messages and count by their arrival time. Aggregation runs in SQL (one GROUP BY); only the
 small result is shaped in Python, where ownership (IPs/CIDRs from the config) is decided.
+Forwarding evidence (:mod:`inboxops.dmarc.forwarding`) needs each failing record's override
+reasons and auth-result domains: a second query streams the failing records only.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, or_, select
+from sqlalchemy import Engine, and_, case, false, func, or_, select
 
 from inboxops.config import IPNetwork
-from inboxops.dmarc.model import IpStat
-from inboxops.storage.db import read_rows
+from inboxops.dmarc.forwarding import reason_list, record_evidence
+from inboxops.dmarc.model import IpStat, PassCounts
+from inboxops.storage.db import database_errors, read_rows
+from inboxops.storage.models import dmarc_auth_results as auth
 from inboxops.storage.models import dmarc_records as rec
 from inboxops.storage.models import dmarc_reports as rep
 from inboxops.storage.models import failure_reports, tls_failures, tls_policies, tls_reports
@@ -37,20 +42,12 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class OrgStat:
+class OrgStat(PassCounts):
     org: str
     reports: int
     messages: int
     passed: int
     ips: int
-
-    @property
-    def failed(self) -> int:
-        return self.messages - self.passed
-
-    @property
-    def pass_rate(self) -> float:
-        return self.passed / self.messages if self.messages else 1.0
 
 
 _STRICTNESS = {"reject": 3, "quarantine": 2, "none": 1}
@@ -74,9 +71,18 @@ def report_filters(window: Window, domain: str | None) -> list[object]:
 
 
 def ip_stats(
-    engine: Engine, window: Window, own: Sequence[IPNetwork], domain: str | None = None
+    engine: Engine,
+    window: Window,
+    own: Sequence[IPNetwork],
+    domain: str | None = None,
+    *,
+    ours: Sequence[str] = (),
 ) -> list[IpStat]:
-    """Per source IP: messages, DMARC passes, reporters, domains and policies; most mail first."""
+    """Per source IP: messages, DMARC passes, reporters, domains and policies; most mail first.
+
+    Each external IP's failing messages are also weighed for forwarding evidence, with ``ours``
+    as our domains (``[dmarc] domains``; empty: each report's own policy domain).
+    """
     passed = func.sum(case((rec.c.dmarc_pass, rec.c.count), else_=0))
     query = (
         select(
@@ -104,21 +110,101 @@ def ip_stats(
             domains[ip].add(dom)
         if p:
             policies[ip].add(p)
+    owned = {ip: is_own(ip, own) for ip in acc}
+    if any(not owned[ip] and m > ok for ip, (m, ok) in acc.items()):
+        evidence = forwarding_evidence(engine, window, domain, ours, skip=owned)
+    else:
+        evidence = {}
     stats = [
         IpStat(
             ip=ip,
             messages=m,
             passed=ok,
             failed=m - ok,
-            own=is_own(ip, own),
+            own=owned[ip],
             orgs=tuple(sorted(orgs[ip])),
             domains=tuple(sorted(domains[ip])),
             policies=tuple(sorted(policies[ip], key=lambda p: -_STRICTNESS.get(p, 0))),
+            forwarded_failed=evidence[ip][0] if ip in evidence else 0,
+            evidence=tuple(sorted(evidence[ip][1])) if ip in evidence else (),
         )
         for ip, (m, ok) in acc.items()
     ]
     stats.sort(key=lambda s: (-s.messages, s.ip))
     return stats
+
+
+def forwarding_evidence(
+    engine: Engine,
+    window: Window,
+    domain: str | None,
+    ours: Sequence[str],
+    *,
+    skip: dict[str, bool] | None = None,
+) -> dict[str, tuple[int, set[str]]]:
+    """Per external IP: (failing messages with forwarding evidence, evidence names seen).
+
+    Streams the window's failing records with their auth results (one row per result), so a
+    large spoofing campaign costs time, not memory. IPs with ``skip[ip]`` true are passed over.
+    """
+    configured = [d.strip(".").lower() for d in ours if d.strip(".")]
+    joined = rec.join(rep, rep.c.id == rec.c.report_pk).outerjoin(
+        auth, and_(auth.c.report_pk == rec.c.report_pk, auth.c.record_seq == rec.c.seq)
+    )
+    query = (
+        select(
+            rec.c.report_pk,
+            rec.c.seq,
+            rec.c.source_ip,
+            rec.c.count,
+            rec.c.reasons,
+            rep.c.domain,
+            auth.c.method,
+            auth.c.domain.label("auth_domain"),
+        )
+        .select_from(joined)
+        .where(and_(*report_filters(window, domain), rec.c.dmarc_pass == false()))  # type: ignore[arg-type]
+        .order_by(rec.c.report_pk, rec.c.seq)
+    )
+    out: dict[str, tuple[int, set[str]]] = {}
+    with database_errors(engine, "read DMARC records from"), engine.connect() as conn:
+        rows = conn.execution_options(yield_per=2000).execute(query)
+        for ip, count, reasons, policy_domain, methods in _records(rows):
+            if skip and skip.get(ip):
+                continue
+            mine = configured or ([policy_domain.lower()] if policy_domain else [])
+            found = record_evidence(
+                reason_list(reasons),
+                [d for m, d in methods if m == "dkim"],
+                [d for m, d in methods if m == "spf"],
+                mine,
+            )
+            if found:
+                n, names = out.get(ip, (0, set()))
+                names.add(found)
+                out[ip] = (n + int(count or 0), names)
+    return out
+
+
+Auth = list[tuple[str, str]]  # (method, domain) of one record's auth results
+
+
+def _records(rows: Iterable[Any]) -> Iterator[tuple[str, int, Any, str | None, Auth]]:
+    """(ip, count, reasons, policy domain, [(method, domain)]) per record from joined rows."""
+    key: tuple[int, int] | None = None
+    current: tuple[str, int, Any, str | None] | None = None
+    methods: Auth = []
+    for row in rows:
+        row_key = (row.report_pk, row.seq)
+        if row_key != key:
+            if current is not None:
+                yield (*current, methods)
+            key, methods = row_key, []
+            current = (row.source_ip, row.count, row.reasons, row.domain)
+        if row.method is not None:
+            methods.append((row.method, row.auth_domain or ""))
+    if current is not None:
+        yield (*current, methods)
 
 
 def org_stats(engine: Engine, window: Window, domain: str | None = None) -> list[OrgStat]:

@@ -7,21 +7,37 @@ looks the rest up concurrently (bounded) through the one :class:`~inboxops.dns.R
 stores what it learnt. TTLs are clamped to ``[dns] min_ttl .. max_ttl``; a SERVFAIL or a
 timeout is kept only ``failure_ttl`` (it says nothing about the name). ``offline`` answers
 from the cache alone, stale entries included, and reports the rest as not known.
+
+Forward-confirmed reverse DNS (:meth:`DnsCache.fcrdns`) is composed from cached PTR and A/AAAA
+answers, each kept for its own TTL, in two concurrent rounds (every PTR, then every name's
+address): a 10,000-IP backfill costs two pool runs, not 10,000 serial PTR-then-A chains.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine, select
 
 from inboxops.config import DnsSettings
-from inboxops.dns.resolve import MxRecord, MxResult, PtrResult, Resolver, Status
+from inboxops.dns.resolve import (
+    MAX_PTR_NAMES,
+    AddressResult,
+    FcrdnsResult,
+    MxRecord,
+    MxResult,
+    PtrResult,
+    Resolver,
+    Status,
+)
+from inboxops.errors import StorageError
 from inboxops.storage.db import database_errors, read_rows, retrying, upsert, write_transaction
 from inboxops.storage.models import dns_cache
+from inboxops.untrusted import log_value
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +72,21 @@ def _ptr_from_json(name: str, status: str, ttl: int | None, data: Any) -> PtrRes
     )
 
 
+def _addr_to_json(r: AddressResult) -> Any:
+    return {"addresses": list(r.addresses), "reason": r.reason}
+
+
+def _addr_from_json(name: str, status: str, ttl: int | None, data: Any) -> AddressResult:
+    return AddressResult(
+        name, Status(status), tuple(data.get("addresses", [])), ttl, str(data.get("reason", ""))
+    )
+
+
+def _min_ttl(*ttls: int | None) -> int | None:
+    known = [t for t in ttls if t is not None]
+    return min(known) if known else None
+
+
 class DnsCache:
     """Cached lookups; ``resolver`` None means offline only."""
 
@@ -76,6 +107,7 @@ class DnsCache:
         self.looked_up = 0  # live lookups made by this instance (for reports and tests)
         self.from_cache = 0
         self.last_live: set[str] = set()  # names the last call looked up live
+        self.write_failed = False  # the database refused to store answers (see _write)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -95,6 +127,49 @@ class DnsCache:
             "PTR", ips, offline, refresh, _ptr_to_json, _ptr_from_json, self._resolve_ptr
         )
 
+    def addresses(
+        self,
+        rdtype: str,
+        names: Iterable[str],
+        *,
+        offline: bool = False,
+        refresh: bool = False,
+    ) -> dict[str, AddressResult]:
+        """A (``rdtype="A"``) or AAAA answers for ``names``, cached under that type."""
+        if rdtype not in ("A", "AAAA"):
+            raise ValueError(f"rdtype must be A or AAAA, not {rdtype!r}")
+
+        def resolve(batch: list[str]) -> list[Any]:
+            assert self.resolver is not None
+            kind: Literal["a", "aaaa"] = "a" if rdtype == "A" else "aaaa"
+            return list(self.resolver.resolve_many(kind, batch, max_workers=self.max_workers))
+
+        return self._many(rdtype, names, offline, refresh, _addr_to_json, _addr_from_json, resolve)
+
+    def fcrdns(
+        self, ips: Iterable[str], *, offline: bool = False, refresh: bool = False
+    ) -> dict[str, FcrdnsResult]:
+        """Forward-confirmed reverse DNS for ``ips``, with :meth:`Resolver.fcrdns`'s meaning:
+        confirmed when a PTR name's A (AAAA for IPv6) includes the IP again; a forward lookup
+        that failed transiently makes the result that failure, never "checked and false".
+
+        Offline, an IP whose PTR is not cached is left out; one whose PTR is cached but whose
+        names' addresses are not comes back unconfirmed with status ``error`` and reason
+        "not cached".
+        """
+        ptrs = self.ptr(ips, offline=offline, refresh=refresh)
+        live = set(self.last_live)
+        wanted: dict[str, set[str]] = {"A": set(), "AAAA": set()}
+        for ip, ptr in ptrs.items():
+            if ptr.status is Status.OK:
+                wanted[_family(ip)].update(ptr.names[:MAX_PTR_NAMES])
+        forward: dict[str, dict[str, AddressResult]] = {}
+        for rdtype, names in wanted.items():
+            forward[rdtype] = self.addresses(rdtype, names, offline=offline, refresh=refresh)
+            live |= self.last_live
+        self.last_live = live
+        return {ip: _confirm(ptr, forward[_family(ip)]) for ip, ptr in ptrs.items()}
+
     def store_mx(self, results: Sequence[MxResult], *, ttl: int) -> None:
         """Seed answers from elsewhere (``inboxops mx import``), trusted for ``ttl`` seconds."""
         now = self.clock()
@@ -110,7 +185,7 @@ class DnsCache:
             }
             for r in results
         ]
-        self._write(rows)
+        self._write(rows, required=True)
 
     # -- machinery ----------------------------------------------------------------------------
 
@@ -196,7 +271,10 @@ class DnsCache:
                 out[name] = (status, ttl, answer, at)
         return out
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
+    def _write(self, rows: list[dict[str, Any]], *, required: bool = False) -> None:
+        """Store answers. Looked-up answers are already in hand: when the database refuses the
+        write (a read-only role behind a dashboard, a read-only file), the command goes on with
+        them and says once that nothing was cached. Seeding (``required``) fails instead."""
         if not rows:
             return
 
@@ -205,5 +283,48 @@ class DnsCache:
                 for i in range(0, len(rows), _CHUNK):
                     conn.execute(upsert(conn, dns_cache, ["name", "rdtype"], rows[i : i + _CHUNK]))
 
-        with database_errors(self.engine, "write"):
-            retrying(write, what="DNS cache")
+        try:
+            with database_errors(self.engine, "write"):
+                retrying(write, what="DNS cache")
+        except StorageError as exc:
+            if required:
+                raise
+            if not self.write_failed:
+                log.warning("event=dns_cache_not_written reason=%s", log_value(str(exc)))
+            self.write_failed = True
+
+
+def _family(ip: str) -> str:
+    return "AAAA" if ":" in ip else "A"
+
+
+def _confirm(ptr: PtrResult, forward: dict[str, AddressResult]) -> FcrdnsResult:
+    """One IP's FCrDNS verdict from its PTR answer and its names' address answers."""
+    if ptr.status is not Status.OK:
+        return FcrdnsResult(ptr.ip, ptr.status, ttl=ptr.ttl, reason=ptr.reason)
+    address = ipaddress.ip_address(ptr.ip)
+    confirmed: list[str] = []
+    ttls: list[int | None] = [ptr.ttl]
+    failed: list[str] = []
+    for name in ptr.names[:MAX_PTR_NAMES]:
+        answer = forward.get(name)
+        if answer is None:
+            failed.append(f"{name}: not cached")
+            continue
+        ttls.append(answer.ttl)
+        if any(ipaddress.ip_address(a) == address for a in answer.addresses):
+            confirmed.append(name)
+        elif answer.status.transient:
+            failed.append(f"{name}: {answer.status} {answer.reason}".strip())
+    ttl = _min_ttl(*ttls)
+    if confirmed:
+        return FcrdnsResult(ptr.ip, Status.OK, True, ptr.names, tuple(confirmed), ttl)
+    if failed:
+        status = Status.ERROR
+        for name in ptr.names[:MAX_PTR_NAMES]:
+            answer = forward.get(name)
+            if answer is not None and answer.status.transient:
+                status = answer.status
+                break
+        return FcrdnsResult(ptr.ip, status, False, ptr.names, (), ttl, "; ".join(failed))
+    return FcrdnsResult(ptr.ip, Status.OK, False, ptr.names, (), ttl)

@@ -32,7 +32,8 @@ from inboxops.operators.table import KINDS, OPERATORS, OTHER, RULES, Kind, Opera
 Source = Literal["builtin", "user"]
 Outcome = Literal["matched", "other", "null_mx", "no_mx"]
 
-_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+# An operator id or segment: stored in 32-character columns (mx_history, rep_daily, ...).
+OPERATOR_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 _NO_RELAY: Final = frozenset({"", "none", "local", "virtual", "unknown"})
 CACHE_SIZE: Final = 4096
@@ -162,10 +163,10 @@ def _split_key(key: object) -> tuple[str, str | None]:
         raise ConfigError(f"operator rules: key {key!r} is not a string; use 'id' or 'id/segment'")
     operator, slash, segment = key.strip().partition("/")
     for part, what in ((operator, "operator id"), (segment, "segment")):
-        if (what == "operator id" or slash) and not _ID.fullmatch(part):
+        if (what == "operator id" or slash) and not OPERATOR_ID.fullmatch(part):
             raise ConfigError(
                 f"operator rules: key '{key}' has a bad {what} '{part}'; use lowercase letters, "
-                "digits, '-' and '_' (at most 40), as 'acme' or 'google/workspace'"
+                "digits, '-' and '_' (at most 32), as 'acme' or 'google/workspace'"
             )
     return operator, segment or None
 

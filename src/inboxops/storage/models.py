@@ -402,3 +402,30 @@ rep_health_runs = Table(
     Column("alerts", Json(), nullable=False),
     Index("ix_rep_health_runs_day", "day"),
 )
+
+# -- list hygiene: what was taken off listmonk, and why ---------------------------------------
+
+# One row per subscriber blocklisted by `inboxops listmonk scrub` (reason "excluded", ``rule``
+# the exclusion rule that matched) or unsubscribed from one list by `inboxops listmonk prune`
+# (reason "mx_operator", ``rule`` the excluded operator, with the domain's old and new operator
+# and the MX host that decided). Written once listmonk confirmed the batch; dry runs write none.
+list_removals = Table(
+    "list_removals",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("instance", Str(64), nullable=False),
+    Column("subscriber_id", BigInteger, nullable=False),
+    Column("email", Txt(), nullable=False),
+    Column("domain", Txt(), nullable=False),
+    Column("action", Str(16), nullable=False),  # blocklist | unsubscribe
+    Column("reason", Str(32), nullable=False),  # excluded | mx_operator
+    Column("rule", Str(300)),
+    Column("list_id", BigInteger),  # prune: the list; scrub: NULL (blocklisting leaves every list)
+    Column("list_name", Txt()),
+    Column("old_operator", Str(96)),
+    Column("new_operator", Str(96)),
+    Column("mx_host", Str(255)),
+    Index("ix_list_removals_at", "at"),
+    Index("ix_list_removals_instance", "instance", "subscriber_id"),
+)

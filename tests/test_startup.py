@@ -1,0 +1,70 @@
+"""`inboxops --help` and `--version` start instantly: no command module is imported for them.
+
+Cron wrappers, shell completion and a user typing `inboxops -h` should not pay for SQLAlchemy,
+lxml, rich or httpx. The guarantee is structural (which modules get imported), not a timing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+
+from inboxops.cli import LAZY_COMMANDS, load_command, root
+
+HEAVY = ("sqlalchemy", "lxml", "rich", "httpx", "alembic", "dns", "inboxops.config")
+
+_PROBE = """
+import json, sys
+from inboxops.cli import root
+try:
+    root.main(sys.argv[1:], prog_name="inboxops")
+except SystemExit:
+    pass
+loaded = sorted({m for m in sys.modules for h in %r if m == h or m.startswith(h + ".")})
+sys.stderr.write("LOADED=" + json.dumps(loaded) + "\\n")
+"""
+
+
+def _loaded_after(*args: str) -> tuple[str, list[str]]:
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE % (HEAVY,), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    [line] = [x for x in proc.stderr.splitlines() if x.startswith("LOADED=")]
+    return proc.stdout, json.loads(line.removeprefix("LOADED="))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["-h"]])
+def test_help_and_version_import_nothing_heavy(args: list[str]) -> None:
+    out, loaded = _loaded_after(*args)
+    assert out.strip()
+    assert loaded == []
+
+
+def test_the_command_list_shows_every_command_without_loading_it() -> None:
+    out, loaded = _loaded_after("--help")
+    listed = out.split("Commands:", 1)[1]
+    for name in LAZY_COMMANDS:
+        assert f"\n  {name} " in listed
+    assert loaded == []
+
+
+def test_a_sub_command_loads_what_it_needs() -> None:
+    out, _ = _loaded_after("dmarc", "--help")
+    assert "\n  prune " in out  # added to the dmarc group by dmarc_maint
+    assert "\n  summary " in out  # ... and by dmarc_views
+
+
+@pytest.mark.parametrize("name", sorted(LAZY_COMMANDS))
+def test_the_stored_one_line_help_is_the_commands_own(name: str) -> None:
+    """The list in --help is written from LAZY_COMMANDS: it must say what the command says."""
+    real = load_command(name)
+    stored = click.Command(name, help=LAZY_COMMANDS[name][2])
+    assert real.get_short_help_str(300) == stored.get_short_help_str(300)
+    assert root.get_command(click.Context(root), name) is real

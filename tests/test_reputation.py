@@ -425,6 +425,7 @@ BASE = figures(attempts=700, delivered=665, bounced=35, throttled=70, policy_blo
         (figures(attempts=100, delivered=85, bounced=15), [rules.DELIVERY_DROP]),  # 10.0 points
         (figures(attempts=100, delivered=86, bounced=14), []),  # 9 points
         (figures(attempts=49, delivered=10, bounced=39), []),  # under min_attempts: not judged
+        (figures(attempts=50, delivered=40, bounced=10), [rules.DELIVERY_DROP]),  # exactly 50
         (figures(attempts=100, delivered=100, throttled=50), [rules.THROTTLING]),  # 50 >= 3 x 10
         (figures(attempts=100, delivered=100, throttled=49), []),
         (figures(attempts=100, delivered=100, policy_blocked=60), [rules.POLICY_BLOCKS]),  # 3 x 20
@@ -442,6 +443,37 @@ def test_regression_minimums_apply_without_a_baseline() -> None:
     new_ip = figures(attempts=200, delivered=200, throttled=50, policy_blocked=19)
     found = rules.regressions(DAY, {("192.0.2.9", "yahoo"): new_ip}, {}, 7, T)
     assert [r.kind for r in found] == [rules.THROTTLING]
+    new_ip = figures(attempts=200, delivered=200, throttled=49, policy_blocked=20)
+    found = rules.regressions(DAY, {("192.0.2.9", "yahoo"): new_ip}, {}, 7, T)
+    assert [r.kind for r in found] == [rules.POLICY_BLOCKS]
+
+
+@pytest.mark.parametrize(
+    ("today", "kinds"),
+    [
+        (figures(attempts=300, delivered=300, throttled=120), [rules.THROTTLING]),  # 3 x 40/day
+        (figures(attempts=300, delivered=300, throttled=119), []),
+        (figures(attempts=300, delivered=300, policy_blocked=90), [rules.POLICY_BLOCKS]),  # 3 x 30
+        (figures(attempts=300, delivered=300, policy_blocked=89), []),
+    ],
+)
+def test_a_noisy_baseline_raises_the_bar_by_its_factor(today: Figures, kinds: list[str]) -> None:
+    """Past the minimums, today must reach factor x the baseline's daily mean."""
+    noisy = figures(attempts=2800, delivered=2800, throttled=280, policy_blocked=210)
+    pair = ("198.51.100.5", "google")
+    assert [r.kind for r in rules.regressions(DAY, {pair: today}, {pair: noisy}, 7, T)] == kinds
+
+
+@pytest.mark.parametrize(("baseline_final", "kinds"), [(50, [rules.DELIVERY_DROP]), (49, [])])
+def test_a_delivery_drop_needs_a_baseline_of_min_attempts(
+    baseline_final: int, kinds: list[str]
+) -> None:
+    """A baseline of a few final outcomes says nothing: 96% of 50 is judged, of 49 not."""
+    delivered = round(baseline_final * 0.96)
+    base = figures(attempts=baseline_final, delivered=delivered, bounced=baseline_final - delivered)
+    today = figures(attempts=100, delivered=80, bounced=20)
+    pair = ("198.51.100.5", "google")
+    assert [r.kind for r in rules.regressions(DAY, {pair: today}, {pair: base}, 7, T)] == kinds
 
 
 @pytest.mark.parametrize(

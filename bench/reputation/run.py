@@ -39,6 +39,10 @@ WORK = REPO / "bench" / ".work" / "reputation"
 INBOXOPS = Path(sys.executable).parent / "inboxops"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 START = datetime(2026, 11, 1, tzinfo=UTC)
+# issue 6: ingest --dry-run, ingest into SQLite (idempotent), and the --big log's memory
+DRY_RUN_TARGET = 600_000
+SQLITE_TARGET = 250_000
+BIG_RSS_TARGET_MIB = 200
 
 
 @dataclass
@@ -178,6 +182,28 @@ def main() -> None:
         f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs; pflogsumm's delivered count "
         "includes bounce notices and internal deliveries, inboxops' excludes them)"
     )
+    for line in targets(runs, big=bool(args.big)):
+        print(line)
+
+
+def targets(runs: list[Run], *, big: bool) -> list[str]:
+    """Issue 6's targets, each with this run's figure and whether it is met."""
+    dry = next(r for r in runs if "--dry-run" in r.tool)
+    sqlite = next(r for r in runs if r.tool == "inboxops ingest -> SQLite")
+    out = [
+        f"target: dry run >= {DRY_RUN_TARGET:,} lines/s: {dry.rate:,.0f} "
+        + ("met" if dry.rate >= DRY_RUN_TARGET else "NOT met"),
+        f"target: SQLite ingest >= {SQLITE_TARGET:,} lines/s: {sqlite.rate:,.0f} "
+        + ("met" if sqlite.rate >= SQLITE_TARGET else "NOT met"),
+    ]
+    if big:
+        run = runs[-1]
+        out.append(
+            f"target: {run.lines:,} lines in < {BIG_RSS_TARGET_MIB} MiB peak RSS: "
+            f"{run.peak_rss_mib:.0f} MiB "
+            + ("met" if run.ok and run.peak_rss_mib < BIG_RSS_TARGET_MIB else "NOT met")
+        )
+    return out
 
 
 if __name__ == "__main__":

@@ -78,9 +78,7 @@ def ingest_cmd(
       inboxops reputation ingest /var/log/mail.log /var/log/mail.log.1
       zcat /var/log/mail.log.2.gz | inboxops reputation ingest -
     """
-    from inboxops.operators.domains import domain_classifier
     from inboxops.reputation.ingest import ReputationIngestor
-    from inboxops.reputation.store import ReputationStore
 
     for source in sources:
         if source != "-" and not Path(source).is_file():
@@ -91,7 +89,10 @@ def ingest_cmd(
 
         classifier = Classifier(dict(settings.operators.rules) or None)
         ingestor = ReputationIngestor(settings.reputation, None, classifier, year=year)
-    else:
+    else:  # the database and DNS layers only when they are used (a dry run starts faster)
+        from inboxops.operators.domains import domain_classifier
+        from inboxops.reputation.store import ReputationStore
+
         engine = app.engine()
         domains = domain_classifier(engine, settings, offline=offline, clock=app.clock)
         store = ReputationStore(engine, domains, offline=offline)

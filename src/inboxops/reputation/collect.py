@@ -24,17 +24,22 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from operator import attrgetter
+from typing import Final
 
 from inboxops.operators.classify import Classifier
-from inboxops.reputation.model import (
-    Attempt,
-    Event,
-    Expired,
-    MessageFrom,
-    Notification,
-    Removed,
+from inboxops.reputation.model import Attempt, Event
+from inboxops.reputation.parse import (
+    ATTEMPT,
+    EVENT_TYPES,
+    EXPIRED,
+    MESSAGE_FROM,
+    NOTIFICATION,
+    REMOVED,
+    Record,
 )
 
 EXTERNAL_SERVICES = frozenset({"smtp", "retry", "error"})
@@ -89,10 +94,16 @@ class Row:
     reason: str
     reply: str | None
     sender_known: bool
-    fp: int = 0  # the line's digest, when a worker process computed it (and blanked ``line``)
+    # the digests of the line and of (scope, queue id, recipient), when a worker process
+    # computed them (and blanked ``line`` and ``recipient``)
+    fp: int = 0
+    rk: int = 0
 
     def line_digest(self) -> int:
         return self.fp or digest64(self.line)
+
+    def recipient_digest(self) -> int:
+        return self.rk or digest64(f"{self.scope} {self.queue_id} {self.recipient}")
 
 
 @dataclass
@@ -123,7 +134,12 @@ class Batch:
 
 
 class Collector:
-    """Feeds on parser events; :meth:`take` hands over what accumulated since the last call."""
+    """Feeds on parser events; :meth:`take` hands over what accumulated since the last call.
+
+    :meth:`run` reads the parser's tuples (:meth:`PostfixLogParser.records
+    <inboxops.reputation.parse.PostfixLogParser.records>`): the ingest's hot loop. :meth:`feed`
+    takes one event object and goes through the same loop.
+    """
 
     def __init__(self, exclusions: Exclusions, classifier: Classifier) -> None:
         self.exclusions = exclusions
@@ -132,10 +148,12 @@ class Collector:
         self.excluded = Excluded()
         self.kept = 0
         self._batch = Batch()
-        self._null: dict[str, bool] = {}  # "scope qid" -> sent by the null sender, this run
+        # (scope, qid) -> sent by the null sender; only messages seen in this run and not
+        # removed since
+        self._null: dict[tuple[str, str], bool] = {}
         self._relays: dict[str, tuple[str, str] | None] = {}  # None: internal relay
         self._domains: dict[str, bool] = {}  # domain -> internal
-        self._scopes: dict[tuple[str, str], str] = {}
+        self._scopes: dict[tuple[str, str], str] = {}  # (host, syslog name) -> scope
 
     def take(self) -> Batch:
         batch, self._batch = self._batch, Batch()
@@ -150,102 +168,134 @@ class Collector:
         """The rows collected since the last :meth:`take` (to check a batch's size cheaply)."""
         return self._batch.rows
 
-    def _scope(self, host: str, syslog_name: str) -> str:
-        key = (host, syslog_name)
-        scope = self._scopes.get(key)
-        if scope is None:
-            scope = f"{host}/{syslog_name.split('/', 1)[0]}"
-            self._scopes[key] = scope
-        return scope
-
     def feed(self, event: Event) -> None:
-        kind = type(event)
-        if kind is Attempt:
-            self.attempt(event)  # type: ignore[arg-type]
-        else:
-            self.queue_event(event)
+        for _ in self.run((_record(event),)):
+            pass
+
+    def attempt(self, a: Attempt) -> None:
+        self.feed(a)
 
     def queue_event(self, event: Event) -> None:
         """Everything but an attempt: who sent a message, notices, expiries, removals."""
-        kind = type(event)
-        if kind is MessageFrom:
-            assert isinstance(event, MessageFrom)
-            scope = self._scope(event.host, event.syslog_name)
-            if event.sender == "":
-                self._null[f"{scope} {event.queue_id}"] = True
-                self._batch.notices.append((scope, event.queue_id, event.ts))
-            else:
-                self._null[f"{scope} {event.queue_id}"] = False
-        elif kind is Notification:
-            assert isinstance(event, Notification)
-            scope = self._scope(event.host, event.syslog_name)
-            self._null[f"{scope} {event.notice_queue_id}"] = True
-            self._batch.notices.append((scope, event.notice_queue_id, event.ts))
-        elif kind is Expired:
-            assert isinstance(event, Expired)
-            scope = self._scope(event.host, event.syslog_name)
-            self._batch.expiries.append((scope, event.queue_id, event.ts))
-        elif kind is Removed:
-            assert isinstance(event, Removed)
-            self._null.pop(f"{self._scope(event.host, event.syslog_name)} {event.queue_id}", None)
+        self.feed(event)
 
-    def attempt(self, a: Attempt) -> None:
+    def run(self, records: Iterable[Record], batch: int = 0) -> Iterator[Batch]:
+        """Consume parser records; each time ``batch`` rows are pending (never when 0), hand
+        them over as a :class:`Batch` (what :meth:`take` would return). The rest stays pending.
+
+        Attempts that count become :class:`Row` s; the others are counted in :attr:`excluded`.
+        Queue events say which messages are notices (``from=<>``, a notification line), which
+        expired, and which left the queue (so a reused queue id starts afresh).
+        """
         ex = self.excluded
-        if a.service not in EXTERNAL_SERVICES:
-            ex.local += 1
-            return
-        if not a.recipient:
-            ex.no_recipient += 1
-            return
-        scope = self._scope(a.host, a.syslog_name)
-        null = self._null.get(f"{scope} {a.queue_id}")
-        if null:
-            ex.notices += 1
-            return
-        domain = a.domain
-        internal = self._domains.get(domain)
-        if internal is None:
-            internal = self._domains[domain] = self.exclusions.internal(domain)
-        if internal:
-            ex.internal += 1
-            return
-        if self._probes and a.recipient.startswith(self._probes):
-            ex.probes += 1
-            return
-        relay = a.relay_host
-        operator, segment = NO_OPERATOR, ""
-        if relay is not None:
-            try:
-                decided = self._relays[relay]
-            except KeyError:
-                decided = self._relays[relay] = self._decide_relay(relay)
-            if decided is None:
-                ex.internal_relays += 1
-                return
-            operator, segment = decided
-        status = a.status
-        accepted = status == "sent"
-        self._batch.rows.append(
-            Row(
-                a.line,
-                a.recipient,
-                a.ts,
-                scope,
-                a.queue_id,
-                a.syslog_name,
-                domain,
-                operator,
-                segment,
-                relay,
-                a.dsn,
-                None if accepted else reply_code(a.reply),
-                status,
-                a.reason,
-                None if accepted else a.reply,
-                null is not None,
-            )
-        )
-        self.kept += 1
+        null, scopes = self._null, self._scopes
+        domains, relays, probes = self._domains, self._relays, self._probes
+        internal_domain = self.exclusions.internal
+        pending = self._batch
+        rows, notices = pending.rows, pending.notices
+        kept = 0
+        try:
+            for rec in records:
+                tag = rec[0]
+                if tag != ATTEMPT:
+                    key = (rec[2], rec[3])
+                    scope = scopes.get(key)
+                    if scope is None:
+                        scope = scopes[key] = _scope(*key)
+                    if tag == MESSAGE_FROM:
+                        if rec[5]:
+                            null[(scope, rec[4])] = False
+                        else:
+                            null[(scope, rec[4])] = True
+                            notices.append((scope, rec[4], rec[1]))
+                    elif tag == REMOVED:
+                        null.pop((scope, rec[4]), None)
+                    elif tag == NOTIFICATION:
+                        null[(scope, rec[5])] = True
+                        notices.append((scope, rec[5], rec[1]))
+                    elif tag == EXPIRED:
+                        pending.expiries.append((scope, rec[4], rec[1]))
+                    continue
+                (
+                    _,
+                    ts,
+                    host,
+                    name,
+                    service,
+                    qid,
+                    recipient,
+                    domain,
+                    _,
+                    relay,
+                    _,
+                    _,
+                    dsn,
+                    status,
+                    reply,
+                    reason,
+                    line,
+                ) = rec
+                if service not in EXTERNAL_SERVICES:
+                    ex.local += 1
+                    continue
+                if not recipient:
+                    ex.no_recipient += 1
+                    continue
+                key = (host, name)
+                scope = scopes.get(key)
+                if scope is None:
+                    scope = scopes[key] = _scope(host, name)
+                null_sender = null.get((scope, qid))
+                if null_sender:
+                    ex.notices += 1
+                    continue
+                internal = domains.get(domain)
+                if internal is None:
+                    internal = domains[domain] = internal_domain(domain)
+                if internal:
+                    ex.internal += 1
+                    continue
+                if probes and recipient.startswith(probes):
+                    ex.probes += 1
+                    continue
+                operator, segment = NO_OPERATOR, ""
+                if relay is not None:
+                    try:
+                        decided = relays[relay]
+                    except KeyError:
+                        decided = relays[relay] = self._decide_relay(relay)
+                    if decided is None:
+                        ex.internal_relays += 1
+                        continue
+                    operator, segment = decided
+                accepted = status == "sent"
+                rows.append(
+                    Row(
+                        line,
+                        recipient,
+                        ts,
+                        scope,
+                        qid,
+                        name,
+                        domain,
+                        operator,
+                        segment,
+                        relay,
+                        dsn,
+                        None if accepted else reply_code(reply),
+                        status,
+                        reason,
+                        None if accepted else reply,
+                        null_sender is not None,
+                    )
+                )
+                kept += 1
+                if batch and len(rows) >= batch:
+                    yield self.take()
+                    pending = self._batch
+                    rows, notices = pending.rows, pending.notices
+        finally:
+            self.kept += kept
 
     def _decide_relay(self, relay: str) -> tuple[str, str] | None:
         """(operator, segment) of a relay host (memoised by the caller); None when the relay is
@@ -268,6 +318,23 @@ class Collector:
         except ValueError:
             return self.exclusions.internal(name.rstrip("."))
         return address.is_loopback or address.is_private or address.is_link_local
+
+
+def _scope(host: str, syslog_name: str) -> str:
+    """Where a queue id is unique: one Postfix instance (``postfix-out07``) on one host."""
+    return f"{host}/{syslog_name.split('/', 1)[0]}"
+
+
+_FIELDS: Final = {
+    cls: (tag, attrgetter(*(f.name for f in fields(cls))))  # type: ignore[arg-type]
+    for tag, cls in enumerate(EVENT_TYPES)
+}
+
+
+def _record(event: Event) -> Record:
+    """An event object as the tuple :meth:`PostfixLogParser.records` yields for it."""
+    tag, values = _FIELDS[type(event)]
+    return (tag, *values(event))
 
 
 def utc_day(ts: float) -> str:

@@ -64,8 +64,8 @@ class Figures:
     dns_failures: int = 0
 
     def add(self, other: Figures) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        for name in COUNTER_NAMES:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     @property
     def final(self) -> int:

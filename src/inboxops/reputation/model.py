@@ -1,8 +1,10 @@
 """Plain values the Postfix log parser emits; the aggregation and storage stages consume them.
 
 One class per line type that matters for reputation. They are mutable ``slots`` dataclasses
-built positionally, because the parser makes hundreds of thousands of them a second and a frozen
-dataclass's ``__init__`` costs several times more. Nothing downstream should mutate them.
+built positionally, because a frozen dataclass's ``__init__`` costs several times more; the
+ingest's hot loop skips them altogether and reads the same fields as tuples
+(:meth:`~inboxops.reputation.parse.PostfixLogParser.records`). Nothing downstream should mutate
+them.
 
 Every event carries ``host`` and ``syslog_name``: a queue id is unique only inside one Postfix
 instance, and a fleet's syslog file interleaves many instances and hosts, so the key that joins a

@@ -5,8 +5,10 @@ Parsing is the bulk of an ingest and is independent line by line, so a plain fil
 collects its range (:mod:`~inboxops.reputation.collect`) and sends batches of rows back through
 a bounded queue (back-pressure: a slow database makes the workers wait, memory stays flat).
 The parent writes the batches, in whatever order they come: the store is order-independent by
-design (notices and expiries apply to attempts stored before or after them), and the in-memory
-aggregator resolves a notice that lies in another range at the end.
+design (notices and expiries apply to attempts stored before or after them). A dry run has
+nothing to write, so each worker aggregates its own range instead and sends one
+:class:`~inboxops.reputation.aggregate.Partial`; the parent merges them in range order, and the
+in-memory aggregator resolves a notice that lies in another range at the end.
 
 Not split: stdin and gzip (no seeking), small files, and runs with ``--year`` (the year of a
 range's first line would be ambiguous). A worker never touches the database; one that finds
@@ -21,18 +23,18 @@ import operator
 import os
 import queue
 from collections.abc import Iterator
-from dataclasses import astuple, fields
+from dataclasses import astuple, dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from inboxops.operators.classify import Classifier
-from inboxops.reputation.collect import Batch, Collector, Excluded, Exclusions, Row, digest64
-from inboxops.reputation.model import Attempt
+from inboxops.reputation.aggregate import Aggregator, Partial
+from inboxops.reputation.collect import Batch, Collector, Excluded, Exclusions, Row
 from inboxops.reputation.parse import PostfixLogParser
 
 MIN_BYTES = 32 * 1024 * 1024  # below this one process is as fast (start-up and transfer cost)
-CHUNK = 8 * 1024 * 1024  # bytes read and decoded at a time
+CHUNK = 1024 * 1024  # bytes read and decoded at a time (a worker holds two chunks)
 SEND_EVERY = 20_000  # rows per message
 QUEUE_DEPTH = 6  # messages in flight
 
@@ -88,10 +90,13 @@ _AS_TUPLE = operator.attrgetter(*_ROW_FIELDS)
 
 def _pack(rows: list[Row], digest: bool) -> list[tuple[Any, ...]]:
     """Rows as plain tuples for the queue (``dataclasses.astuple`` deep-copies: slow). The raw
-    line only matters for its digest: computed here when the run stores, then dropped."""
+    line and the recipient only matter for their digests: computed here when the run stores
+    (the parent has the database to look after), then dropped."""
     for r in rows:
         if digest:
-            r.fp = digest64(r.line)
+            r.fp = r.line_digest()
+            r.rk = r.recipient_digest()
+            r.recipient = ""
         r.line = ""
     return [_AS_TUPLE(r) for r in rows]
 
@@ -106,8 +111,20 @@ def _put(q: Any, item: Any, parent: int) -> None:
                 os._exit(1)
 
 
+@dataclass
+class Counted:
+    """One range aggregated by its reader (``aggregate`` runs): its figures, and how many rows
+    and expiries went into them."""
+
+    index: int
+    partial: Partial
+    rows: int
+    expiries: int
+
+
 def _work(
     path: str,
+    index: int,
     start: int,
     end: int,
     tz: Any,
@@ -115,32 +132,34 @@ def _work(
     exclusions: Exclusions,
     classifier: Classifier,
     digest: bool,
+    aggregate: str | None,
     q: Any,
     parent: int,
 ) -> None:
     try:
         parser = PostfixLogParser(tz=tz)
         collector = Collector(exclusions, classifier)
-        attempt, queue_event, rows = (
-            collector.attempt,
-            collector.queue_event,
-            collector.pending_rows,
-        )
-        for event in parser.parse(_lines(Path(path), start, end), ref=ref):
-            if type(event) is Attempt:
-                attempt(event)
-                if len(rows) >= SEND_EVERY:
-                    batch = collector.take()
-                    rows = collector.pending_rows
-                    _put(
-                        q,
-                        ("batch", _pack(batch.rows, digest), batch.expiries, batch.notices),
-                        parent,
-                    )
-            else:
-                queue_event(event)
-        batch = collector.take()
-        _put(q, ("batch", _pack(batch.rows, digest), batch.expiries, batch.notices), parent)
+        records = parser.records(_lines(Path(path), start, end), ref=ref)
+        if aggregate is None:
+            for batch in collector.run(records, SEND_EVERY):
+                _put(q, ("batch", _pack(batch.rows, digest), batch.expiries, batch.notices), parent)
+            batch = collector.take()
+            _put(q, ("batch", _pack(batch.rows, digest), batch.expiries, batch.notices), parent)
+        else:
+            agg = Aggregator(undecided=aggregate)
+            rows = expiries = 0
+            for batch in collector.run(records, SEND_EVERY):
+                agg.add(batch)
+                rows += len(batch.rows)
+                expiries += len(batch.expiries)
+            batch = collector.take()  # the rest
+            agg.add(batch)
+            rows += len(batch.rows)
+            expiries += len(batch.expiries)
+            partial = agg.partial()
+            unsure = _pack(partial.unsure, False)
+            partial.unsure = []
+            _put(q, ("partial", index, partial, unsure, rows, expiries), parent)
         stats = parser.stats
         _put(
             q,
@@ -179,21 +198,30 @@ def read_parallel(
     exclusions: Exclusions,
     classifier: Classifier,
     digest: bool,
-) -> Iterator[Batch | Result]:
-    """Batches as the workers produce them, then one :class:`Result`."""
+    aggregate: str | None = None,
+) -> Iterator[Batch | Counted | Result]:
+    """Batches as the workers produce them, then one :class:`Result`. With ``aggregate`` (the
+    operator of undecided rows) each worker aggregates its range: one :class:`Counted` per
+    range instead of batches, in range order."""
     ctx = mp.get_context("fork")  # the workers inherit the classifier; nothing is pickled in
     q = ctx.Queue(maxsize=QUEUE_DEPTH)
+    me = os.getpid()
     procs = [
         ctx.Process(
             target=_work,
-            args=(str(path), a, b, tz, ref, exclusions, classifier, digest, q, os.getpid()),
+            args=(
+                str(path),
+                *(i, a, b),
+                *(tz, ref, exclusions, classifier, digest, aggregate, q, me),
+            ),
             daemon=True,
         )
-        for a, b in ranges(path, parts)
+        for i, (a, b) in enumerate(ranges(path, parts))
     ]
     for p in procs:
         p.start()
     result = Result()
+    counted: list[Counted] = []
     done = 0
     try:
         while done < len(procs):
@@ -202,11 +230,16 @@ def read_parallel(
             if kind == "batch":
                 _, rows, expiries, notices = message
                 yield Batch([Row(*r) for r in rows], expiries, notices)
+            elif kind == "partial":
+                _, index, partial, unsure, n_rows, n_expiries = message
+                partial.unsure = [Row(*r) for r in unsure]
+                counted.append(Counted(index, partial, n_rows, n_expiries))
             elif kind == "done":
                 result.add(message[1], message[2], message[3])
                 done += 1
             else:
                 raise RuntimeError(f"a log reader failed: {message[1]}")
+        yield from sorted(counted, key=lambda c: c.index)
         yield result
     finally:
         for p in procs:

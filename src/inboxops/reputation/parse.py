@@ -16,15 +16,21 @@ Speed is a product requirement (a fleet's day of logs in seconds), so the loop i
 it: ``str.split`` instead of a header regex, a substring test before any regex, syslog names and
 minutes memoised, no datetime per line, and reply classification memoised in ``reasons``. Most
 lines of a fleet log are inbound or housekeeping and cost one split and one dict lookup.
+
+There is one loop, :meth:`PostfixLogParser.records`, which yields each event as a plain tuple:
+its kind (the index of its class in :data:`EVENT_TYPES`) and then the class's fields in order.
+:meth:`PostfixLogParser.parse` turns those into the event classes; the ingest pipeline reads
+the tuples themselves (:mod:`~inboxops.reputation.collect`), since building an object per
+event costs more than everything the collector does with it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, tzinfo
 from itertools import chain
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from inboxops.reputation.model import (
     Attempt,
@@ -96,6 +102,18 @@ _STATUSES: Final = {
     "SOFTBOUNCE": "deferred",
 }
 _CACHE_LIMIT: Final = 50_000
+_SECONDS: Final = {f"{n:02d}": n for n in range(61)}
+
+# What :meth:`PostfixLogParser.records` yields: (kind, *fields of EVENT_TYPES[kind]).
+ATTEMPT, MESSAGE_FROM, EXPIRED, NOTIFICATION, REMOVED = range(5)
+EVENT_TYPES: Final[tuple[Callable[..., Event], ...]] = (
+    Attempt,
+    MessageFrom,
+    Expired,
+    Notification,
+    Removed,
+)
+Record: TypeAlias = tuple[Any, ...]
 
 
 _Relay: TypeAlias = tuple[str | None, str | None, int | None]  # host, ip, port
@@ -351,6 +369,15 @@ class PostfixLogParser:
     ) -> Iterator[Event]:
         """Events in log order. ``year``/``ref`` override the constructor's for this stream, whose
         first line anchors the year (see :class:`_Clock`). Lazy: nothing is read until asked."""
+        types = EVENT_TYPES
+        for record in self.records(lines, year=year, ref=ref):
+            yield types[record[0]](*record[1:])
+
+    def records(
+        self, lines: Iterable[str], *, year: int | None = None, ref: datetime | None = None
+    ) -> Iterator[Record]:
+        """:meth:`parse`'s events as tuples: ``(kind, *fields)``, kind an index of
+        :data:`EVENT_TYPES` (``ATTEMPT`` ...), the fields in the order of that class."""
         reference = ref or self.ref or datetime.now(UTC)
         clock = _Clock(self.tz, year if year is not None else self.year, reference)
         counts, names, learn, bad = self._counts, self._names, self._learn, self._bad
@@ -362,6 +389,8 @@ class PostfixLogParser:
             _NOTICE.match,
             _REMOVED.match,
         )
+        last_stamp, last_ts = "\0", 0.0  # the last syslog stamp read, and its time
+        ts: float | None
         it = iter(lines)
         head = next(it, None)
         if head is None:
@@ -398,11 +427,20 @@ class PostfixLogParser:
             # A line from a delivery agent, qmgr or the bounce daemon: maybe an event. The
             # stamp is read first so that each branch below can finish on its own.
             if first > "9":
-                base = minutes.get(line[:12])
-                try:
-                    ts = syslog_ts(line[:15]) if base is None else base + int(line[13:15])
-                except ValueError:
-                    ts = None
+                if line.startswith(last_stamp):  # the same second as the last event line
+                    ts = last_ts
+                else:
+                    base = minutes.get(line[:12])
+                    second = _SECONDS.get(line[13:15])
+                    if base is not None and second is not None:
+                        ts = base + second
+                    else:
+                        try:
+                            ts = syslog_ts(line[:15]) if base is None else base + int(line[13:15])
+                        except ValueError:
+                            ts = None
+                    if ts is not None:
+                        last_stamp, last_ts = line[:15], ts
                 host = parts[3]
             else:
                 ts = iso_ts(parts[0])
@@ -421,9 +459,9 @@ class PostfixLogParser:
                     qid, sender, size, nrcpt, expired = m.groups()
                     counts[_QUEUE] += 1
                     if expired:
-                        yield Expired(ts, host, info[0], qid, sender)
+                        yield (EXPIRED, ts, host, info[0], qid, sender)
                     else:
-                        yield MessageFrom(ts, host, info[0], qid, sender, int(size), int(nrcpt))
+                        yield (MESSAGE_FROM, ts, host, info[0], qid, sender, int(size), int(nrcpt))
                     continue
                 if ": to=<" not in text:  # else qmgr deferring a suspended destination itself
                     m = removed(text)
@@ -431,7 +469,7 @@ class PostfixLogParser:
                         counts[_OTHER] += 1
                     else:
                         counts[_QUEUE] += 1
-                        yield Removed(ts, host, info[0], m.group(1))
+                        yield (REMOVED, ts, host, info[0], m.group(1))
                     continue
             elif kind == _K_NOTIFY:
                 if " notification: " not in text:
@@ -443,7 +481,7 @@ class PostfixLogParser:
                     continue
                 qid, what, notice_qid = m.groups()
                 counts[_QUEUE] += 1
-                yield Notification(ts, host, info[0], qid, notice_qid, what)
+                yield (NOTIFICATION, ts, host, info[0], qid, notice_qid, what)
                 continue
             elif ": to=<" not in text:  # TLS chatter, "host X said:", "connect to ...", warnings
                 counts[_OTHER] += 1
@@ -470,7 +508,8 @@ class PostfixLogParser:
             rcpt = rcpt.lower()
             at_sign = rcpt.rfind("@")
             counts[_ATTEMPTS] += 1
-            yield Attempt(
+            yield (
+                ATTEMPT,
                 ts,
                 host,
                 info[0],

@@ -229,7 +229,7 @@ class ReputationStore:
 
     def write(self, batch: Batch) -> WriteResult:
         result = WriteResult()
-        rows = self._drop_known_notices(batch.rows, result)
+        rows = self._drop_known_notices(batch.rows, result, batch.notices)
         self._decide_operators(rows)
         if not rows and not batch.expiries and not batch.notices:
             return result
@@ -237,11 +237,12 @@ class ReputationStore:
 
         latest = _latest(stage)
         keys = [(r[1], r[14], r[15]) for r in latest]
-        # rkey, scope, queue_id, domain, syslog_name, operator, segment, status, ts, day
-        recipients = [
+        # rkey, scope, queue_id, domain, syslog_name, operator, segment, status, ts, day; in key
+        # order, like the attempts
+        recipients = sorted(
             (r[1], r[14], r[15], r[5], r[4], r[6], r[7], r[11], r[2], r[3]) for r in latest
-        ]
-        days = sorted({(r[3],) for r in stage})
+        )
+        days = [(d,) for d in sorted({r[3] for r in stage})]
         expiring = sorted({(scope, qid) for scope, qid, _ in batch.expiries})
 
         def attempt() -> tuple[int, int]:
@@ -324,12 +325,20 @@ class ReputationStore:
         raw.run(_RETRACT[3], ())
         return retracted
 
-    def _drop_known_notices(self, rows: list[Row], result: WriteResult) -> list[Row]:
-        """Rows whose message's sender was not seen in this run: drop notices seen before."""
+    def _drop_known_notices(
+        self, rows: list[Row], result: WriteResult, batch_notices: list[tuple[str, str, float]]
+    ) -> list[Row]:
+        """Rows whose message's sender was not seen in this run: drop notices, whether seen
+        before (``rep_notices``) or in this very batch (a batch of a parallel read joins
+        ranges: a notice's ``from=<>`` line may lie in one, its attempts in another)."""
         unknown = sorted({(r.scope, r.queue_id) for r in rows if not r.sender_known})
         if not unknown:
             return rows
-        notices: dict[tuple[str, str], datetime] = {}
+        notices: dict[tuple[str, str], list[datetime]] = {}
+        wanted = set(unknown)
+        for scope, qid, ts in batch_notices:
+            if (scope, qid) in wanted:
+                notices.setdefault((scope, qid), []).append(_utc(ts))
         with database_errors(self.engine, "read"), self.engine.connect() as conn:
             raw = Raw(conn)
             for i in range(0, len(unknown), _CHUNK):
@@ -341,13 +350,13 @@ class ReputationStore:
                     f"WHERE (scope, queue_id) IN ({marks})",
                     params,
                 ):
-                    notices[(scope, qid)] = _aware(seen)
+                    notices.setdefault((scope, qid), []).append(_aware(seen))
         if not notices:
             return rows
 
         def notice(r: Row) -> bool:  # the same queue id, near in time (ids are reused)
-            seen = notices.get((r.scope, r.queue_id))
-            return seen is not None and abs(_utc(r.ts) - seen) <= NOTICE_SPAN
+            seen = notices.get((r.scope, r.queue_id), ())
+            return any(abs(_utc(r.ts) - when) <= NOTICE_SPAN for when in seen)
 
         kept = [r for r in rows if r.sender_known or not notice(r)]
         result.notices = len(rows) - len(kept)
@@ -368,12 +377,13 @@ class ReputationStore:
         out: list[tuple[Any, ...]] = []
         pg = self.engine.dialect.name == "postgresql"
         stamp = self._stamp_pg if pg else self._stamp_text
+        seq = self._seq
         for r in rows:
-            self._seq += 1
+            seq += 1
             when, day = stamp(r.ts)
             row = (
-                r.line_digest(),
-                digest64(f"{r.scope} {r.queue_id} {r.recipient}"),
+                r.fp or digest64(r.line),
+                r.rk or digest64(f"{r.scope} {r.queue_id} {r.recipient}"),
                 when,
                 day,
                 r.syslog_name,
@@ -388,9 +398,16 @@ class ReputationStore:
                 r.reply,
                 r.scope,
                 r.queue_id,
-                self._seq,
+                seq,
             )
-            out.append(clean_row(row, _STAGE_TEXT))
+            # one C call for the usual row, all of whose text is printable (None reads "None")
+            if not (
+                f"{r.syslog_name}{r.domain}{r.operator}{r.segment}{r.relay_host}{r.dsn}"
+                f"{r.status}{r.reason}{r.reply}{r.scope}{r.queue_id}"
+            ).isprintable():
+                row = clean_row(row, _STAGE_TEXT)
+            out.append(row)
+        self._seq = seq
         return out
 
     def _stamp_text(self, ts: float) -> tuple[str, str]:
@@ -399,12 +416,16 @@ class ReputationStore:
         minute = int(ts // 60)
         cached = self._minutes.get(minute)
         if cached is None:
-            when = _utc(minute * 60.0)
-            cached = (when.strftime("%Y-%m-%d %H:%M:"), when.strftime("%Y-%m-%d"))
+            prefix = _utc(minute * 60.0).strftime("%Y-%m-%d %H:%M:")
+            cached = (prefix, prefix[:-7])  # and the day: without " %H:%M:"
             if len(self._minutes) > 100_000:
                 self._minutes.clear()
             self._minutes[minute] = cached
-        return f"{cached[0]}{ts - minute * 60:09.6f}", cached[1]
+        second = ts - minute * 60
+        whole = _SECONDS.get(second)
+        if whole is not None:  # syslog stamps: whole seconds
+            return cached[0] + whole, cached[1]
+        return f"{cached[0]}{second:09.6f}", cached[1]
 
     def _stamp_pg(self, ts: float) -> tuple[datetime, date]:
         when = _utc(ts)
@@ -430,6 +451,9 @@ class ReputationStore:
             days: list[date] = retrying(attempt, what="reputation rollup")
         log.info("event=rep_rollup days=%d", len(days))
         return days
+
+
+_SECONDS: dict[float, str] = {float(n): f"{n:09.6f}" for n in range(61)}
 
 
 def _first(row: tuple[Any, ...]) -> Any:

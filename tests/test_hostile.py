@@ -498,13 +498,13 @@ def test_counts_are_capped_so_sums_cannot_overflow(engine: Engine, tmp_path: Pat
     """A record's count is kept up to 2**31 (no real record comes near); past that it is
     dropped with a reason. With max_records (5,000,000) records per report, no report's sum
     can reach 2**63, and a window of many such reports sums exactly in SQL."""
-    from inboxops.dmarc.parse import _MAX_COUNT
+    from inboxops.dmarc.records import MAX_COUNT
 
-    assert _MAX_COUNT * Limits().max_records < 2**63
+    assert MAX_COUNT * Limits().max_records < 2**63
     rows = (
-        ("198.51.100.1", _MAX_COUNT, True),
-        ("198.51.100.2", _MAX_COUNT, False),
-        ("198.51.100.3", _MAX_COUNT + 1, True),
+        ("198.51.100.1", MAX_COUNT, True),
+        ("198.51.100.2", MAX_COUNT, False),
+        ("198.51.100.3", MAX_COUNT + 1, True),
         ("198.51.100.4", 2**63 - 1, True),
     )
     paths = [
@@ -519,7 +519,7 @@ def test_counts_are_capped_so_sums_cannot_overflow(engine: Engine, tmp_path: Pat
 
     window = Window(datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
     by_ip = {s.ip: s for s in ip_stats(engine, window, ())}
-    assert by_ip["198.51.100.1"].messages == 3 * _MAX_COUNT  # summed past 2**32, exactly
+    assert by_ip["198.51.100.1"].messages == 3 * MAX_COUNT  # summed past 2**32, exactly
     assert "198.51.100.4" not in by_ip
 
 

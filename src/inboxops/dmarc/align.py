@@ -46,13 +46,23 @@ def derive(
     results: Iterable[AuthResult], header_from: str | None, adkim: str | None, aspf: str | None
 ) -> tuple[bool, bool]:
     """(dkim_aligned, spf_aligned) from raw auth results: a passing, aligned identifier."""
+    return derive_from(((r.method, r.domain, r.result) for r in results), header_from, adkim, aspf)
+
+
+def derive_from(
+    results: Iterable[tuple[str, str, str]],
+    header_from: str | None,
+    adkim: str | None,
+    aspf: str | None,
+) -> tuple[bool, bool]:
+    """:func:`derive` over ``(method, domain, result)`` triples (the parser's hot path)."""
     dkim = spf = False
     hf = header_from or ""
-    for r in results:
-        if r.result != "pass":
+    for method, domain, result in results:
+        if result != "pass":
             continue
-        if r.method == "dkim" and aligned(r.domain, hf, adkim):
+        if method == "dkim" and aligned(domain, hf, adkim):
             dkim = True
-        elif r.method == "spf" and aligned(r.domain, hf, aspf):
+        elif method == "spf" and aligned(domain, hf, aspf):
             spf = True
     return dkim, spf

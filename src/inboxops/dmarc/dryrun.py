@@ -3,7 +3,8 @@
 A dry run that called every report "new" would lie about a mailbox that was already fetched,
 or about six files that are one report. So the dry sink remembers what this run has seen and,
 when a database exists, reads it (never creating one) to tell new from known, replaced and
-conflicting, with the same decision the real store makes (:func:`store.decide_conflict`).
+conflicting, with the same decision the real store makes
+(:func:`~inboxops.dmarc.parsed.decide_conflict`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from sqlalchemy import Engine, select
 
 from inboxops.dmarc.model import FailureReport, TlsReport
 from inboxops.dmarc.parse import ReportStream
-from inboxops.dmarc.rows import FIND_SQL, report_key
-from inboxops.dmarc.store import (
+from inboxops.dmarc.parsed import (
     Done,
     Outcome,
     Parsed,
@@ -27,6 +27,7 @@ from inboxops.dmarc.store import (
     parsed_digest,
     stored_digest,
 )
+from inboxops.dmarc.rows import FIND_SQL, report_key
 from inboxops.storage.db import database_errors
 from inboxops.storage.models import failure_reports, tls_reports
 from inboxops.storage.raw import Raw

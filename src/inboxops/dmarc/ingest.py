@@ -19,7 +19,8 @@ from typing import IO, Any
 from inboxops.config import Limits
 from inboxops.dmarc.model import FailureReport, TlsReport
 from inboxops.dmarc.parse import AggregateParser, ReportStream
-from inboxops.dmarc.store import AggregateResult, Sink
+from inboxops.dmarc.parsed import AggregateResult
+from inboxops.dmarc.store import Sink
 from inboxops.dmarc.unpack import NotAReport, Payload, Unpacker, file_named_like_report
 from inboxops.errors import ParseError, StorageError
 

@@ -2,7 +2,9 @@
 
 Pure: reads one byte stream, touches nothing else. Built on lxml's ``iterparse`` so a
 100,000-record report is read in constant memory: each ``<record>`` is turned into a value and
-its element freed at once.
+its element freed at once. Records come as plain tuples (:meth:`AggregateParser.values`, what
+the store writes) or as :class:`~inboxops.dmarc.model.Record` objects (:meth:`records`), their
+text cut to its column and already cleaned by the rules of :mod:`inboxops.storage.text`.
 
 Tolerance is the point. The parser is namespace-agnostic (classic schema, the
 ``urn:ietf:params:xml:ns:dmarc-2.0`` namespace GMX/WEB.DE/mail.com use, RFC 9990), accepts the
@@ -18,70 +20,35 @@ expanded or fetched), nesting past libxml2's 256-level limit, text nodes past it
 from __future__ import annotations
 
 import hashlib
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
 from lxml import etree
 
-from inboxops.dmarc import align
-from inboxops.dmarc.model import AuthResult, Record, ReportMeta
+from inboxops.dmarc.model import Record, ReportMeta
+from inboxops.dmarc.records import (
+    LOCAL_NAMES,
+    Drop,
+    RecordValues,
+    Unclean,
+    as_record,
+    cleaned,
+    derive,
+    digits,
+    element_text,
+    local_name,
+    record_values,
+)
 from inboxops.dmarc.unpack import NotAReport
 from inboxops.errors import HostileInputError, ParseError
 from inboxops.untrusted import one_line
 
 _TAGS = ("{*}report_metadata", "{*}policy_published", "{*}record", "{*}version")
 _HOSTILE_MARKERS = ("ERR_RESOURCE_LIMIT", "Excessive depth", "Huge input", "xmlSAX2Characters")
-_MAX_TEXT = 1024  # longest value we keep from one field; reports have no business exceeding it
 MAX_KEY = 1024  # longest org_name / report_id accepted: longer is refused, never cut
 RECOVERED = "recovered from malformed XML"
-
-
-class Drop:
-    """Why one ``<record>`` was unusable, with the offending value for the report's errors."""
-
-    __slots__ = ("reason", "value")
-
-    def __init__(self, reason: str, value: str) -> None:
-        self.reason = reason
-        self.value = value
-
-
-_MAX_COUNT = 2**31  # per record: no real one comes near; x max_records stays inside BIGINT
 _MAX_PENDING = 20_000  # records buffered while waiting for late metadata
-
-
-_LOCAL: dict[Any, str] = {}
-
-
-def _local(tag: Any) -> str:
-    """Tag without namespace; memoised, since a report repeats the same few dozen tags."""
-    try:
-        return _LOCAL[tag]
-    except KeyError:
-        pass
-    except TypeError:  # unhashable: never a real tag
-        return ""
-    if not isinstance(tag, str):
-        return ""  # comments, processing instructions, entity references
-    name = tag.rpartition("}")[2]
-    if len(_LOCAL) < 4096:
-        _LOCAL[tag] = name
-    return name
-
-
-def _text(el: Any) -> str:
-    value: str | None = el.text
-    if not value:
-        return ""
-    value = value.strip()
-    return value[:_MAX_TEXT] if len(value) > _MAX_TEXT else value
-
-
-def _lower(el: Any) -> str | None:
-    value = _text(el)
-    return value.lower() if value else None
 
 
 _MS_EPOCH = 10**11  # seconds past this are year 5138: the reporter sent milliseconds
@@ -123,6 +90,8 @@ class ReportStream(Protocol):
     def read_meta(self) -> ReportMeta: ...
 
     def records(self) -> Iterator[Record]: ...
+
+    def values(self) -> Iterator[RecordValues]: ...
 
 
 class _HashingReader:
@@ -167,7 +136,8 @@ class AggregateParser:
         )
         self._events: Iterator[tuple[str, Any]] = iter(self._context)
         self._meta: ReportMeta | None = None
-        self._pending: list[Any] = []  # records seen before the metadata (rare reporters)
+        self._pending: list[RecordValues | Unclean | None] = []  # records before the metadata
+        self._values: Iterator[RecordValues] | None = None
         self._checked_doctype = False
         self._fields: dict[str, Any] = {}
 
@@ -188,7 +158,7 @@ class AggregateParser:
             return self._meta
         have_meta = have_policy = False
         for el in self._iter():
-            name = _local(el.tag)
+            name = local_name(el.tag)
             if name == "report_metadata":
                 self._take_metadata(el)
                 have_meta = True
@@ -196,7 +166,7 @@ class AggregateParser:
                 self._take_policy(el)
                 have_policy = True
             elif name == "version":
-                self._fields["version"] = _text(el) or None
+                self._fields["version"] = element_text(el) or None
             elif name == "record":
                 if len(self._pending) >= _MAX_PENDING:
                     raise HostileInputError(
@@ -215,7 +185,7 @@ class AggregateParser:
             if root is not None and not self._checked_doctype:
                 self._check_doctype(root)
             self._finish_errors()
-            if self._pending or (root is not None and _local(root.tag) == "feedback"):
+            if self._pending or (root is not None and local_name(root.tag) == "feedback"):
                 raise ParseError(
                     "DMARC aggregate report has no report_metadata", source=self.source
                 )
@@ -227,27 +197,27 @@ class AggregateParser:
         f = self._fields
         errors: list[str] = f.setdefault("errors", [])
         for child in el:
-            name = _local(child.tag)
+            name = local_name(child.tag)
             if name == "date_range":
                 for d in child:
-                    dn = _local(d.tag)
+                    dn = local_name(d.tag)
                     if dn in ("begin", "end"):
-                        f[dn] = _text(d)
+                        f[dn] = element_text(d)
             elif name == "error":
-                if text := _text(child):
+                if text := element_text(child):
                     errors.append(text)
             elif name in ("org_name", "report_id"):
                 f[name] = (child.text or "").strip()  # keys: never cut (checked in _build_meta)
             elif name in ("email", "extra_contact_info", "generator"):
-                f[name] = _text(child)
+                f[name] = element_text(child)
 
     def _take_policy(self, el: Any) -> None:
         for child in el:
-            name = _local(child.tag)
+            name = local_name(child.tag)
             if name in ("domain", "adkim", "aspf", "p", "sp", "np", "pct", "fo", "testing"):
-                self._fields[f"pp_{name}"] = _text(child)
+                self._fields[f"pp_{name}"] = element_text(child)
             elif name == "discovery_method":
-                self._fields["pp_discovery_method"] = _text(child)
+                self._fields["pp_discovery_method"] = element_text(child)
 
     def _build_meta(self) -> ReportMeta:
         f = self._fields
@@ -282,7 +252,7 @@ class AggregateParser:
         if begin and end and end < begin:
             errors.append("date_range end is before begin")
         pct_text = f.get("pp_pct") or ""
-        pct = int(pct_text) if _digits(pct_text) and int(pct_text) <= 100 else None
+        pct = int(pct_text) if digits(pct_text) and int(pct_text) <= 100 else None
 
         def low(key: str) -> str | None:
             value = f.get(key) or ""
@@ -314,55 +284,83 @@ class AggregateParser:
 
     def records(self) -> Iterator[Record]:
         """The report's usable records, in document order; frees each element as it goes."""
+        for values in self.values():
+            yield as_record(values)
+
+    def values(self) -> Iterator[RecordValues]:
+        """The same records as :meth:`records`, as plain cleaned tuples (see
+        :data:`RecordValues`): what the store's hot path writes, without building objects.
+
+        Both share one position in the document: records taken from one are not seen again
+        by the other.
+        """
+        if self._values is None:
+            self._values = self._stream_values()
+        return self._values
+
+    def _stream_values(self) -> Iterator[RecordValues]:
         meta = self.read_meta()
         pending, self._pending = self._pending, []
-        for item in pending:
-            if isinstance(item, Record):
-                yield self._finalise(item, meta)
-        for el in self._iter():
-            if _local(el.tag) == "record":
-                record = self._convert_or_drop(el)
-                if record is not None:
-                    yield self._finalise(record, meta)
-            self._free(el)
+        for early in pending:
+            if early is not None:
+                yield self._finalise(early, meta)
+        get = LOCAL_NAMES.get
+        try:
+            for _event, el in self._events:
+                tag = el.tag
+                if (get(tag) or local_name(tag)) != "record":
+                    self._free(el)
+                    continue
+                self.seen += 1
+                if self.seen > self.max_records:
+                    self._too_many()
+                item = record_values(el)
+                self._free(el)
+                if isinstance(item, tuple):
+                    yield (
+                        item if item[3] is not None and item[4] is not None else derive(item, meta)
+                    )
+                elif isinstance(item, Drop):
+                    self._count_drop(item)
+                else:
+                    yield self._finalise(item, meta)
+        except etree.XMLSyntaxError as exc:
+            self._raise_syntax(str(exc))
+        self._check_hostile_log()
         self._finish_errors()
         self._note_drops()
 
-    def _finalise(self, record: Record, meta: ReportMeta) -> Record:
-        if record.policy_dkim is not None and record.policy_spf is not None:
-            return record
-        dkim, spf = align.derive(record.auth_results, record.header_from, meta.adkim, meta.aspf)
-        return Record(
-            source_ip=record.source_ip,
-            count=record.count,
-            disposition=record.disposition,
-            policy_dkim=record.policy_dkim,
-            policy_spf=record.policy_spf,
-            header_from=record.header_from,
-            envelope_from=record.envelope_from,
-            envelope_to=record.envelope_to,
-            reasons=record.reasons,
-            auth_results=record.auth_results,
-            dkim_aligned=record.dkim_aligned or (record.policy_dkim is None and dkim),
-            spf_aligned=record.spf_aligned or (record.policy_spf is None and spf),
-        )
+    @staticmethod
+    def _finalise(item: RecordValues | Unclean, meta: ReportMeta) -> RecordValues:
+        """Alignment derived when the reporter left it out (on the values as sent), then
+        text cleaned (:func:`~inboxops.storage.text.clean_text`) where it needs it."""
+        values = item.values if isinstance(item, Unclean) else item
+        if values[3] is None or values[4] is None:
+            values = derive(values, meta)
+        return cleaned(values) if isinstance(item, Unclean) else values
 
-    def _convert_or_drop(self, el: Any) -> Record | None:
+    def _convert_or_drop(self, el: Any) -> RecordValues | Unclean | None:
         self.seen += 1
         if self.seen > self.max_records:
-            raise HostileInputError(
-                f"report has more than {self.max_records} records "
-                "(raise [dmarc.limits].max_records if it is genuine)",
-                source=self.source,
-            )
-        record = _record(el)
+            self._too_many()
+        item = record_values(el)
         self._free(el)
-        if isinstance(record, Drop):
-            self.dropped += 1
-            self.drop_reasons[record.reason] = self.drop_reasons.get(record.reason, 0) + 1
-            self._drop_examples.setdefault(record.reason, record.value)
+        if isinstance(item, Drop):
+            self._count_drop(item)
             return None
-        return record
+        return item
+
+    def _too_many(self) -> None:
+        raise HostileInputError(
+            f"report has more than {self.max_records} records "
+            "(raise [dmarc.limits].max_records if it is genuine)",
+            source=self.source,
+        )
+
+    def _count_drop(self, drop: Drop) -> None:
+        self.dropped += 1
+        self.drop_reasons[drop.reason] = self.drop_reasons.get(drop.reason, 0) + 1
+        self._drop_examples.setdefault(drop.reason, drop.value)
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -433,142 +431,3 @@ class AggregateParser:
         if parent is not None:
             while el.getprevious() is not None:
                 del parent[0]
-
-
-def _record(el: Any) -> Record | Drop:
-    """One ``<record>`` element -> Record, or a :class:`Drop` saying why it is unusable.
-
-    The hot loop of a 100,000-record report: tag names come from the memo dict directly and
-    short values are stripped inline (every value is cut to its column length below anyway).
-    """
-    local = _LOCAL.get
-    ip = count_text = ""
-    disposition = pdkim = pspf = None
-    header_from = envelope_from = envelope_to = None
-    reasons: list[tuple[str, str | None]] = []
-    auth: list[AuthResult] = []
-    for part in el:
-        name = local(part.tag) or _local(part.tag)
-        if name == "row":
-            for c in part:
-                cn = local(c.tag) or _local(c.tag)
-                if cn == "source_ip":
-                    ip = (c.text or "").strip()
-                elif cn == "count":
-                    count_text = (c.text or "").strip()
-                elif cn == "policy_evaluated":
-                    for pe in c:
-                        pn = local(pe.tag) or _local(pe.tag)
-                        if pn == "disposition":
-                            disposition = (pe.text or "").strip().lower() or None
-                        elif pn == "dkim":
-                            pdkim = (pe.text or "").strip().lower() or None
-                        elif pn == "spf":
-                            pspf = (pe.text or "").strip().lower() or None
-                        elif pn == "reason":
-                            reason = _reason(pe)
-                            if reason is not None:
-                                reasons.append(reason)
-        elif name == "identifiers":
-            for c in part:
-                cn = local(c.tag) or _local(c.tag)
-                if cn == "header_from":
-                    header_from = (c.text or "").strip().lower() or None
-                elif cn == "envelope_from":
-                    envelope_from = (c.text or "").strip().lower() or None
-                elif cn == "envelope_to":
-                    envelope_to = (c.text or "").strip().lower() or None
-        elif name == "auth_results":
-            for c in part:
-                result = _auth(c)
-                if result is not None:
-                    auth.append(result)
-    source_ip = _ip(ip)
-    if source_ip is None:
-        return Drop("source_ip missing" if not ip else "source_ip is not an IP address", ip)
-    if not _digits(count_text):
-        return Drop(
-            "count missing" if not count_text else "count is not a whole number", count_text
-        )
-    count = int(count_text)
-    if count > _MAX_COUNT:
-        return Drop("count is implausibly large", count_text)
-    # Lengths match the columns (storage/models.py): a reporter's garbage must not fail a batch.
-    return Record(
-        source_ip=source_ip,
-        count=count,
-        disposition=disposition and disposition[:16],
-        policy_dkim=pdkim and pdkim[:16],
-        policy_spf=pspf and pspf[:16],
-        header_from=header_from and header_from[:255],
-        envelope_from=envelope_from and envelope_from[:255],
-        envelope_to=envelope_to and envelope_to[:255],
-        reasons=tuple(reasons),
-        auth_results=tuple(auth),
-        dkim_aligned=pdkim == "pass",
-        spf_aligned=pspf == "pass",
-    )
-
-
-def _digits(text: str) -> bool:
-    """ASCII digits only: ``str.isdigit`` also accepts "²", which ``int`` refuses."""
-    return text.isascii() and text.isdigit()
-
-
-def _ip(text: str) -> str | None:
-    """Validated, canonical IP text (RFC 5952 for IPv6), or None.
-
-    ``socket.inet_pton`` is strict (no leading zeros, four octets) and runs in C, several times
-    faster than :mod:`ipaddress` on the 100,000-record path.
-    """
-    if not text:
-        return None
-    text = text.strip("[]")
-    family = socket.AF_INET6 if ":" in text else socket.AF_INET
-    try:
-        canonical = socket.inet_ntop(family, socket.inet_pton(family, text))
-    except (OSError, ValueError):
-        return None
-    if canonical.startswith("::ffff:") and "." in canonical:
-        # IPv4-mapped (some MTAs report the socket's view): the IPv4 address is the sender,
-        # and only that form matches own_ips written as IPv4 CIDRs.
-        return canonical[7:]
-    return canonical
-
-
-def _reason(el: Any) -> tuple[str, str | None] | None:
-    rtype = comment = ""
-    for c in el:
-        cn = _local(c.tag)
-        if cn == "type":
-            rtype = _text(c).lower()
-        elif cn == "comment":
-            comment = _text(c)
-    if not rtype and not comment:
-        return None
-    return rtype or "other", comment or None
-
-
-def _auth(el: Any) -> AuthResult | None:
-    method = _LOCAL.get(el.tag) or _local(el.tag)
-    if method != "dkim" and method != "spf":
-        return None
-    domain = result = ""
-    selector = scope = human = None
-    for c in el:
-        cn = _LOCAL.get(c.tag) or _local(c.tag)
-        if cn == "domain":
-            domain = (c.text or "").strip().lower()
-        elif cn == "result":
-            result = (c.text or "").strip().lower()
-        elif cn == "selector":
-            selector = (c.text or "").strip() or None
-        elif cn == "scope":
-            scope = (c.text or "").strip().lower() or None
-        elif cn == "human_result":
-            human = _text(c) or None
-    if not result:
-        return None
-    return AuthResult(
-        method, domain[:255], result[:16], selector and selector[:255], scope and scope[:16], human
-    )

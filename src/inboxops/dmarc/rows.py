@@ -4,6 +4,11 @@ Small reports are dominated by per-statement overhead, so the aggregate write pa
 SQLAlchemy's statement machinery and speaks to the DBAPI driver on the transaction's own
 connection. Everything that knows a column order, a paramstyle or how a driver wants a value
 lives here, next to the columns it mirrors (``storage/models.py``).
+
+Two kinds of input become rows: :class:`~inboxops.dmarc.model.Record` objects from any caller
+(:func:`record_rows`, which cleans their text with :func:`~inboxops.storage.text.clean_row`),
+and the parser's own :data:`~inboxops.dmarc.parse.RecordValues`, cleaned where they were
+parsed (:func:`value_rows`, which therefore does not clean them again).
 """
 
 from __future__ import annotations
@@ -12,14 +17,23 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Column, String
 
 from inboxops.dmarc.model import Record, ReportMeta
+from inboxops.dmarc.records import RecordValues
 from inboxops.storage.models import dmarc_auth_results, dmarc_records, dmarc_reports
 from inboxops.storage.raw import Raw
-from inboxops.storage.text import CleanJSON, CleanString, CleanText, clean_json, clean_row
+from inboxops.storage.text import (
+    CleanJSON,
+    CleanString,
+    CleanText,
+    clean_json,
+    clean_row,
+    clean_text,
+)
 
 RECORD_COLS = [c.name for c in dmarc_records.columns]
 AUTH_COLS = [c.name for c in dmarc_auth_results.columns]
@@ -110,7 +124,7 @@ def record_rows(
     rec_rows: list[tuple[Any, ...]] = []
     auth_rows: list[tuple[Any, ...]] = []
     for i, r in enumerate(records, start):
-        reasons = json.dumps([list(x) for x in r.reasons]) if r.reasons else None  # text
+        reasons = json.dumps(clean_json(r.reasons)) if r.reasons else None  # text
         rec_rows.append(
             (
                 report_pk,
@@ -137,6 +151,84 @@ def record_rows(
         [clean_row(row, RECORD_TEXT) for row in rec_rows],
         [clean_row(row, AUTH_TEXT) for row in auth_rows],
     )
+
+
+def value_rows(
+    report_pk: int, start: int, values: Sequence[RecordValues], pg: bool
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """:func:`record_rows` for the parser's :data:`~inboxops.dmarc.parse.RecordValues`.
+
+    Those are cut and cleaned by the parser (tests/test_parse_speed_paths.py holds it to
+    that), so no :func:`clean_row` pass runs here. Booleans go to SQLite as 1/0, as in
+    :func:`record_rows`: sqlite3 binds a ``bool`` only after a failed adapter lookup that
+    costs more than building the row.
+    """
+    flags = _PG_FLAGS if pg else _SQLITE_FLAGS
+    dumps = json.dumps
+    rec_rows: list[tuple[Any, ...]] = []
+    auth_rows: list[tuple[Any, ...]] = []
+    add_record, add_auth = rec_rows.append, auth_rows.append
+    for i, v in enumerate(values, start):
+        reasons = dumps([list(x) for x in v[8]]) if v[8] else None
+        add_record((report_pk, i, *v[:8], reasons, *flags[v[10], v[11]]))
+        for j, a in enumerate(v[9]):
+            add_auth((report_pk, i, j, *a))
+    return rec_rows, auth_rows
+
+
+# (dkim_aligned, spf_aligned) -> the row's (dkim_aligned, spf_aligned, dmarc_pass)
+_PG_FLAGS = {(d, s): (d, s, d or s) for d in (False, True) for s in (False, True)}
+_SQLITE_FLAGS = {k: tuple(int(b) for b in v) for k, v in _PG_FLAGS.items()}
+
+
+def write_records(raw: Raw, report_pk: int, start: int, records: Sequence[Record]) -> None:
+    rec_rows, auth_rows = record_rows(report_pk, start, records, raw.pg)
+    insert_rows(raw, dmarc_records.name, RECORD_COLS, rec_rows)
+    insert_rows(raw, dmarc_auth_results.name, AUTH_COLS, auth_rows)
+
+
+def write_values(raw: Raw, report_pk: int, start: int, values: Sequence[RecordValues]) -> None:
+    rec_rows, auth_rows = value_rows(report_pk, start, values, raw.pg)
+    insert_rows(raw, dmarc_records.name, RECORD_COLS, rec_rows)
+    insert_rows(raw, dmarc_auth_results.name, AUTH_COLS, auth_rows)
+
+
+SQLITE_MAX_PARAMS = 999  # SQLITE_MAX_VARIABLE_NUMBER before SQLite 3.32: safe on any build
+_INSERTS: dict[tuple[str, tuple[str, ...]], tuple[str, str, int]] = {}
+
+
+def insert_rows(raw: Raw, table: str, columns: list[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Bulk insert: ``COPY`` on PostgreSQL; on SQLite ``executemany`` of multi-row ``INSERT``s.
+
+    sqlite3 steps (and resets) a statement once per parameter set, so one row per set costs
+    about twice as much as sets of ~70 rows (as many as fit in 999 parameters); the remainder
+    goes one row per set. Either way it is one ``INSERT`` per row, in order, in the caller's
+    transaction.
+    """
+    if not rows:
+        return
+    if raw.pg:
+        raw.write_named(table, columns, rows)
+        return
+    key = (table, tuple(columns))
+    if key not in _INSERTS:
+        per = max(1, SQLITE_MAX_PARAMS // len(columns))
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        head = f"INSERT INTO {table} ({quoted}) VALUES "
+        one = f"({', '.join('?' for _ in columns)})"
+        _INSERTS[key] = (head + ", ".join([one] * per), head + one, per)
+    many, single, per = _INSERTS[key]
+    full = len(rows) - len(rows) % per
+    cur = raw.raw.cursor()
+    try:
+        if full:
+            flat = list(chain.from_iterable(rows[:full]))
+            size = per * len(columns)
+            cur.executemany(many, [flat[i : i + size] for i in range(0, len(flat), size)])
+        if full < len(rows):
+            cur.executemany(single, rows[full:])
+    finally:
+        cur.close()
 
 
 REPORT_COLS = [c.name for c in dmarc_reports.columns if c.name != "id"]
@@ -186,11 +278,13 @@ def content_digest(records: Sequence[Sequence[Any]], auth: Sequence[Sequence[Any
 
 
 def _canon(value: Any) -> Any:
+    """Cleaned as :mod:`inboxops.storage.text` would store it today, so a copy stored before
+    reasons were cleaned inside their JSON still compares equal to its clean re-parse."""
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, str) and value[:1] in "[{":
         try:
-            return json.loads(value)
+            return clean_json(json.loads(value))
         except ValueError:
-            return value
-    return value
+            return clean_text(value)
+    return clean_json(value)

@@ -7,9 +7,12 @@ decoding) make later reads, logs and terminals misbehave. So every string a colu
 passes :func:`clean_text`: NUL, other C0/C1 controls except tab, newline and carriage return,
 and lone surrogates become U+FFFD. Both databases then store the same thing.
 
-Two routes reach the database and both call it: SQLAlchemy Core writes through the column
-types below (every String/Text/JSON column in ``models.py`` uses them; a test fails on a column
-that does not), and the driver-level hot path (``dmarc/rows.py``) through :func:`clean_row`.
+Every route to the database calls it: SQLAlchemy Core writes through the column types below
+(every String/Text/JSON column in ``models.py`` uses them; a test fails on a column that does
+not), and the driver-level hot paths (``dmarc/rows.py``, ``reputation/store.py``) through
+:func:`clean_row`, except for the aggregate parser's own values, which
+:mod:`inboxops.dmarc.parse` cleans as it reads them (``tests/test_parse_speed_paths.py``)
+so that a 100,000-record report is not scanned twice.
 """
 
 from __future__ import annotations

@@ -147,6 +147,39 @@ def test_unparseable_report_is_quarantined_and_flagged(dovecot: Dovecot, engine:
     engine.dispose()
 
 
+def test_an_oversize_message_is_refused_by_its_size_without_being_downloaded(
+    dovecot: Dovecot, imap_proxy: CuttingProxy, engine: Engine
+) -> None:
+    """A mail over [dmarc.limits] max_input_bytes (RFC822.SIZE, known before any body is read)
+    is quarantined with its size and flagged like any refusal; its body is never fetched,
+    while the reports around it are stored as usual."""
+    big = EmailMessage()
+    big["Subject"] = "Report domain: example.com Submitter: huge.example"
+    big["Message-ID"] = "<huge@example>"
+    big.set_content("x" * 60_000)
+    dovecot.append(report_mail(1))
+    dovecot.append(big.as_bytes())
+    dovecot.append(report_mail(2))
+    limits = Limits(max_input_bytes=20_000)
+    settings = dovecot.settings(port=imap_proxy.port)
+    stats = fetch_reports(settings, Ingestor(DatabaseSink(engine), limits))
+    assert stats.ingest.reports_new == 2
+    assert stats.ingest.quarantined == 1
+    assert "over the 20000-byte cap" in stats.ingest.failed[0].reason
+    assert SEEN in dovecot.flags()["<huge@example>"]  # refused once, not retried forever
+    with engine.connect() as conn:
+        row = conn.execute(select(quarantine.c.source, quarantine.c.size)).one()
+    assert row.size > 60_000
+    huge_uid = int(row.source.rpartition("uid=")[2])
+    fetched = [line for line in imap_proxy.lines if "BODY.PEEK[]" in line]
+    assert fetched
+    for line in fetched:  # "A7 UID FETCH 3:4,6 (BODY.PEEK[])": the big one is never named
+        uid_set = line.split()[3]
+        for part in uid_set.split(","):
+            lo, _, hi = part.partition(":")
+            assert not int(lo) <= huge_uid <= int(hi or lo), line
+
+
 def test_seen_only_after_commit(dovecot: Dovecot, db_url: str) -> None:
     """A database that fails (a full disk) leaves the message unseen; the rerun stores it once."""
     engine = open_database(db_url)

@@ -212,6 +212,16 @@ def test_prune_removes_only_moves_to_an_excluded_operator_from_the_matching_list
     ]
     assert logged[0].at == T0
     assert logged[1].at == clock.now
+    code, table, _ = run(
+        ["listmonk", "removals", "--address", "moved.example"],
+        config=config,
+        db=db_url,
+        clock=Clock(clock.now + timedelta(hours=1)),
+        env={"COLUMNS": "200"},
+    )
+    assert code == 0
+    assert table.count("MX moved cox -> google/workspace (aspmx.l.google.com)") == 3
+    assert "warmup-a" in table
 
     # and again: nothing left
     code, out, _ = prune(["--refresh", "--json"], config, db_url, dns_server, clock)

@@ -6,7 +6,9 @@ nothing blocklisted twice and nothing skipped."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -17,6 +19,7 @@ from inboxops.hygiene.store import removals
 from inboxops.storage.db import open_database
 from tests.hygiene_support import (
     BLOCKLIST,
+    T0,
     Clock,
     mutations,
     no_sleep_client,
@@ -124,6 +127,50 @@ def test_scrub_blocklists_matches_on_every_instance_and_is_idempotent(
     for name, double in (("main", main), ("hc", hc)):
         assert out["instances"][name]["matched"] == out["instances"][name]["blocklisted"] == 0
         assert double.count(BLOCKLIST) == 1
+
+
+def test_the_removals_log_answers_who_was_taken_off_when_and_why(
+    make_listmonk_server: MakeServer, tmp_path: Path, sqlite_url: str
+) -> None:
+    """`listmonk removals`: by window (default the last 30 days), instance, address or
+    domain (any case), as JSON and as a table naming the rule."""
+    main = make_listmonk_server("main", version="v6.2.0")
+    hc = make_listmonk_server("hc", version="v3.0.0")
+    populate(main)
+    populate(hc)
+    config = write_config(tmp_path / "c.toml", [main, hc], rules=RULES)
+    assert run(["listmonk", "scrub"], config=config, db=sqlite_url)[0] == 0
+
+    def ask(*args: str, clock: Clock | None = None) -> Any:
+        clock = clock or Clock(T0 + timedelta(hours=1))  # the scrub ran an hour ago
+        code, out, err = run(
+            ["listmonk", "removals", *args],
+            config=config,
+            db=sqlite_url,
+            clock=clock,
+            env={"COLUMNS": "160"},  # the table unwrapped
+        )
+        assert code == 0, err
+        return out
+
+    everything = ask("--json")
+    assert len(everything) == 6
+    assert {r["at"] for r in everything} == {T0.isoformat()}
+    [one] = ask("--json", "--instance", "hc", "--address", "ANN@icloud.com")
+    assert (one["instance"], one["email"], one["action"]) == ("hc", "ann@icloud.com", "blocklist")
+    assert (one["reason"], one["rule"], one["list"]) == ("excluded", "icloud.com", None)
+    by_domain = ask("--json", "--address", "a.example.com")
+    assert sorted(r["instance"] for r in by_domain) == ["hc", "main"]
+    assert ask("--json", "--address", "example.com") == []  # a domain is matched whole
+    assert ask("--json", "--since", "2026-12-07T05:31:00Z") == []
+    later = Clock(T0 + timedelta(days=31))
+    assert ask("--json", clock=later) == []  # past the default 30 days
+    assert len(ask("--json", "--days", "60", clock=later)) == 6
+
+    table = ask("--address", "bob@me.com")
+    assert "excluded by me.com" in table
+    assert "every list" in table
+    assert "no removals logged" in ask("--instance", "nowhere")
 
 
 def test_dry_run_changes_nothing(

@@ -30,6 +30,7 @@ from inboxops.dmarc import prune as pruning
 from inboxops.dmarc.export import COLUMNS, csv_cell, replacing
 from inboxops.dmarc.ingest import Ingestor
 from inboxops.dmarc.store import DatabaseSink
+from inboxops.retention import parse_age
 from inboxops.storage.db import open_database
 from inboxops.storage.models import (
     alert_state,
@@ -506,13 +507,13 @@ def test_take_batch(candidates: list[tuple[int, int]], cap: int, ids: list[int])
     ("text_", "days"), [("400d", 400), ("12w", 84), ("1D", 1), (" 7d ", 7), ("36600d", 36600)]
 )
 def test_ages_accepted(text_: str, days: int) -> None:
-    assert pruning.parse_age(text_) == days
+    assert parse_age(text_) == days
 
 
 @pytest.mark.parametrize("text_", ["18m", "400", "0d", "1y", "-5d", "d", "36601d", "4 00d"])
 def test_ages_refused(text_: str) -> None:
     with pytest.raises(ValueError, match="days"):
-        pruning.parse_age(text_)
+        parse_age(text_)
 
 
 def test_retention_comes_from_the_flag_then_the_config_else_exit_2(

@@ -58,7 +58,8 @@ def test_the_command_list_shows_every_command_without_loading_it() -> None:
 def test_a_sub_command_loads_what_it_needs() -> None:
     out, _ = _loaded_after("dmarc", "--help")
     assert "\n  prune " in out  # added to the dmarc group by dmarc_maint
-    assert "\n  summary " in out  # ... and by dmarc_views
+    assert "\n  tls " in out  # ... by dmarc_views
+    assert "\n  alert " in out  # ... and by dmarc_alert
 
 
 @pytest.mark.parametrize("name", sorted(LAZY_COMMANDS))

@@ -14,7 +14,9 @@ both pay their start-up:
 * inboxops ``reputation ingest --dry-run``: parse + classify + aggregate in memory;
 * inboxops ``reputation ingest --offline`` into a fresh SQLite file (every attempt stored,
   idempotent), then the same again (everything already stored), and into PostgreSQL;
-* inboxops on the ``--big`` log for peak memory.
+* inboxops on the ``--big`` log for peak memory;
+* a bare Python loop with one regex over the same file (lines read and matched, nothing else):
+  the floor any Python log parser stands on; the dry run is printed as a fraction of it.
 """
 
 from __future__ import annotations
@@ -87,6 +89,34 @@ def pflogsumm(path: Path, lines: int, *, fleet: bool) -> Run:
     return Run(name, path.name, lines, seconds, rss, delivered, code == 0)
 
 
+BARE_LOOP = """
+import re, sys
+status = re.compile(r" status=([a-z]+)")
+n = 0
+with open(sys.argv[1], encoding="utf-8", errors="replace") as fh:
+    for line in fh:
+        if status.search(line):
+            n += 1
+print(n)
+"""
+
+
+def bare_loop(path: Path, lines: int) -> Run:
+    """Python reading the file and running one regex per line: the per-line floor."""
+    seconds, rss, code, out = measure([sys.executable, "-c", BARE_LOOP, str(path)])
+    note = f"{int(out or 0)} lines with a status" if code == 0 else ""
+    return Run(
+        "bare Python loop, one regex per line",
+        path.name,
+        lines,
+        seconds,
+        rss,
+        None,
+        code == 0,
+        note,
+    )
+
+
 def inboxops(name: str, path: Path, lines: int, args: list[str], db: str | None) -> Run:
     cmd = [str(INBOXOPS)]
     if db:
@@ -121,7 +151,11 @@ def main() -> None:
     args = ap.parse_args()
 
     log, lines = make_log(args.lines)
-    runs = [pflogsumm(log, lines, fleet=False), pflogsumm(log, lines, fleet=True)]
+    runs = [
+        pflogsumm(log, lines, fleet=False),
+        pflogsumm(log, lines, fleet=True),
+        bare_loop(log, lines),
+    ]
     runs.append(
         inboxops(
             "inboxops ingest --dry-run (parse+classify+aggregate)", log, lines, ["--dry-run"], None
@@ -190,7 +224,11 @@ def targets(runs: list[Run], *, big: bool) -> list[str]:
     """Issue 6's targets, each with this run's figure and whether it is met."""
     dry = next(r for r in runs if "--dry-run" in r.tool)
     sqlite = next(r for r in runs if r.tool == "inboxops ingest -> SQLite")
+    bare = next(r for r in runs if r.tool.startswith("bare"))
     out = [
+        f"dry run at {dry.rate / bare.rate:.0%} of the bare loop's {bare.rate:,.0f} lines/s"
+        if bare.rate
+        else "bare loop failed",
         f"target: dry run >= {DRY_RUN_TARGET:,} lines/s: {dry.rate:,.0f} "
         + ("met" if dry.rate >= DRY_RUN_TARGET else "NOT met"),
         f"target: SQLite ingest >= {SQLITE_TARGET:,} lines/s: {sqlite.rate:,.0f} "

@@ -201,8 +201,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "receiving operator (Gmail, Microsoft, Yahoo, Apple, Comcast, ...).",
     ),
 }
-# Modules that add sub-commands to a group when imported (the dmarc group is split in three).
-_EXTENDS = {"dmarc": ("dmarc_views", "dmarc_maint")}
+# Modules that add sub-commands to a group when imported (the dmarc group is split in four).
+_EXTENDS = {"dmarc": ("dmarc_alert", "dmarc_views", "dmarc_maint")}
 
 
 def load_command(name: str) -> click.Command:

@@ -18,7 +18,7 @@ import click
 
 from inboxops.cli import demo_reputation
 from inboxops.cli.context import AppContext, pass_app
-from inboxops.cli.dmarc_cmd import print_alerts
+from inboxops.cli.dmarc_alert import print_alerts
 from inboxops.cli.render import Col, print_table, say
 from inboxops.config import parse_networks
 from inboxops.errors import ConfigError

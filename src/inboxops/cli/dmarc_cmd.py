@@ -1,4 +1,5 @@
-"""``inboxops dmarc``: import, fetch, summary, alert. Thin: parse flags, call, render."""
+"""``inboxops dmarc``: import, fetch, summary (``alert`` is in dmarc_alert.py). Thin: parse
+flags, call, render."""
 
 from __future__ import annotations
 
@@ -12,16 +13,12 @@ from inboxops.cli.context import AppContext, json_option, pass_app
 from inboxops.cli.options import resolve_window, window_options
 from inboxops.cli.progress import progress_bar
 from inboxops.cli.render import Cell, Col, print_table, say, styled
-from inboxops.errors import ConfigError, NotifyError
+from inboxops.errors import ConfigError
 from inboxops.window import When, Window
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
-    from inboxops.dmarc.alerting import AlertRun
     from inboxops.dmarc.ingest import IngestStats
     from inboxops.dmarc.model import IpStat
-    from inboxops.dmarc.rules import Alert
     from inboxops.dmarc.store import Sink
 
 EXIT_PROBLEMS = 3
@@ -253,15 +250,17 @@ def fetch(
     alert_payload = None
     exit_code = EXIT_PROBLEMS if result.ingest.failed else 0
     if then_alert and not dry_run:
+        from inboxops.cli.dmarc_alert import alerts_json, print_run, run_alerts
+
         window = resolve_window(
             app, None, None, None, default_days=settings.dmarc.alerts.window_days
         )
-        run = _run_alerts(app, window, domain=None, dry_run=False, offline=offline)
+        run = run_alerts(app, window, domain=None, dry_run=False, offline=offline)
         alert_payload = alerts_json(run)
         if run.alerts:
             exit_code = EXIT_PROBLEMS
             if not as_json:
-                _print_alerts(app, run)
+                print_run(app, run)
     if as_json:
         payload = result.as_json()
         if dry_run:
@@ -524,116 +523,3 @@ def _summary_by_service(
             for r in rows
         ],
     )
-
-
-def _run_alerts(
-    app: AppContext, window: Window, *, domain: str | None, dry_run: bool, offline: bool = False
-) -> AlertRun:
-    from inboxops.dmarc import alerting
-
-    try:
-        return alerting.check(
-            app.engine(),
-            app.settings,
-            window,
-            dry_run=dry_run,
-            now=app.clock(),
-            domain=domain,
-            offline=offline,
-        )
-    except NotifyError as exc:
-        raise NotifyError(
-            f"{exc}; check the channels with `inboxops notify test`",
-            sent=exc.sent,
-            failed=exc.failed,
-        ) from None
-
-
-def alerts_json(run: AlertRun) -> list[dict[str, object]]:
-    """The alerts of a run as ``--json`` prints them: loud ones, then the digest's."""
-    return [a.as_json() | {"suppressed": a in run.suppressed} for a in run.alerts] + [
-        a.as_json() | {"digest": True, "suppressed": a in run.digest_suppressed} for a in run.digest
-    ]
-
-
-def _print_alerts(app: AppContext, run: AlertRun) -> None:
-    print_alerts(app.console, run.alerts)
-    if run.digest:
-        from inboxops.dmarc.rules import headline
-
-        say(
-            app.console,
-            f"forwarding digest ({len(run.digest)} relay(s) of your own mail; not spoofing):",
-            "bold cyan",
-        )
-        for a in run.digest:
-            say(app.console, f"  {headline(a)}", "cyan")
-    if run.enrich_warning:
-        say(app.err_console, f"warning: {run.enrich_warning}", "yellow")
-    if run.sent_to:
-        say(app.console, f"sent to: {', '.join(run.sent_to)}")
-    if run.suppressed:
-        say(
-            app.console,
-            f"{len(run.suppressed)} alert(s) already sent and not yet due again "
-            "([dmarc.alerts] repeat_hours)",
-        )
-
-
-@dmarc.command()
-@window_options
-@click.option("--domain", help="Only reports about this domain (and its subdomains).")
-@click.option("--dry-run", is_flag=True, help="Evaluate and print; send nothing.")
-@offline_option
-@json_option("Print the alerts as a JSON list.")
-@pass_app
-def alert(
-    app: AppContext,
-    days: int | None,
-    since: When | None,
-    until: When | None,
-    domain: str | None,
-    dry_run: bool,
-    offline: bool,
-    as_json: bool,
-) -> None:
-    """Alert when an own IP falls below the pass-rate floor or another IP spoofs our domain.
-
-    \b
-    Rules (thresholds in [dmarc.alerts]):
-      own_ip_failing  an own IP/CIDR below 95% DMARC pass over the window
-      spoofing        a foreign IP with 20 or more failing messages as our domain
-      forwarding      the same, but classified as forwarded (forwarders, mailing lists):
-                      a quieter digest by default ([dmarc.alerts] forwarding)
-    Every alert names the IP's PTR and sending service. Nothing is sent when all is healthy.
-    Exit code 3 when there are alerts (the digest alone does not count), 0 when healthy.
-    """
-    window = dmarc_window(app, days, since, until)
-    run = _run_alerts(app, window, domain=domain, dry_run=dry_run, offline=offline)
-    if as_json:
-        app.print_json(alerts_json(run))
-    elif run.alerts or run.digest:
-        _print_alerts(app, run)
-        if not run.alerts:
-            say(app.console, f"no DMARC alerts for {run.window.describe()}")
-    else:
-        say(app.console, f"healthy: no DMARC alerts for {run.window.describe()}")
-    if (run.cleared or run.digest_cleared) and not as_json:
-        from inboxops.dmarc.rules import cleared_line
-
-        for kind, ip in run.cleared + run.digest_cleared:
-            say(app.console, f"{cleared_line(kind, ip)} (sent)", "green")
-    if run.unsent_reason:
-        say(app.err_console, f"warning: {run.unsent_reason}")
-    if run.alerts:
-        raise click.exceptions.Exit(EXIT_PROBLEMS)
-
-
-def print_alerts(console: Console, alerts: Sequence[Alert]) -> None:
-    """Alerts as short blocks: a headline, then what to check (tables wrap advice badly)."""
-    from inboxops.dmarc.rules import headline
-
-    for a in alerts:
-        colour = {"own_ip_failing": "red", "forwarding": "cyan"}.get(a.kind, "yellow")
-        say(console, f"{a.kind} {headline(a)}", f"bold {colour}")
-        say(console, f"  {a.advice}")

@@ -10,33 +10,16 @@ from __future__ import annotations
 import io
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from inboxops.cli.context import AppContext, json_option, pass_app
 from inboxops.cli.dmarc_cmd import dmarc, dmarc_window, empty_hint
-from inboxops.cli.options import window_options
+from inboxops.cli.options import AgeType, window_options
 from inboxops.cli.progress import progress_bar
 from inboxops.cli.render import Col, print_table, say
 from inboxops.errors import ConfigError
 from inboxops.window import When
-
-
-class AgeType(click.ParamType[int, str]):
-    """``400d`` or ``12w``: an age in days or weeks (see :func:`inboxops.dmarc.prune.parse_age`)."""
-
-    name = "AGE"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        from inboxops.dmarc.prune import parse_age
-
-        try:
-            return parse_age(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
 
 
 @dmarc.command("prune")
@@ -63,9 +46,10 @@ def prune_cmd(app: AppContext, older_than: int | None, dry_run: bool, as_json: b
       inboxops dmarc prune                      # uses [dmarc] retention_days
     """
     from inboxops.dmarc import prune
+    from inboxops.retention import cutoff_for, retention_days
 
-    days = prune.retention_days(older_than, app.settings.dmarc.retention_days)
-    cutoff = prune.cutoff_for(app.clock(), days)
+    days = retention_days(older_than, app.settings.dmarc.retention_days)
+    cutoff = cutoff_for(app.clock(), days)
     engine = app.engine(readonly=True)  # never create a database only to find it empty
     if dry_run:
         result = prune.count(engine, days, cutoff)

@@ -2,8 +2,8 @@
 
 ``scrub`` blocklists the enabled subscribers the exclusion list matches (daily, before the
 campaign builders); ``prune`` unsubscribes from warmup lists the subscribers whose domain's MX
-moved to an excluded operator (weekly). The work is :mod:`inboxops.hygiene`; this module reads
-the flags, builds the pieces and renders.
+moved to an excluded operator (weekly); ``removals`` reads the log of both. The work is
+:mod:`inboxops.hygiene`; this module reads the flags, builds the pieces and renders.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from typing import Any
 import click
 
 from inboxops.cli.context import AppContext, json_option, pass_app
+from inboxops.cli.options import resolve_window, window_options
 from inboxops.cli.progress import activity
 from inboxops.cli.render import Col, print_table, say
+from inboxops.window import When
 
 EXIT_FAILURE = 1
 
@@ -30,6 +32,8 @@ def listmonk() -> None:
     Typical schedule:
       30 5 * * *  inboxops listmonk scrub --sync-domain-blocklist    (before campaign builders)
       0 4 * * 1   inboxops listmonk prune --lists 'warmup-*' --exclude-operator google
+
+    `inboxops listmonk removals` says who was taken off, when and why.
     """
 
 
@@ -331,3 +335,102 @@ def _fail_if_errors(app: AppContext, errors: list[tuple[str, str | None]]) -> No
         say(app.err_console, f"Error: {name}: {error}")
     if failed:
         raise click.exceptions.Exit(EXIT_FAILURE)
+
+
+@listmonk.command("removals")
+@window_options
+@click.option("--instance", help="Only this instance.")
+@click.option(
+    "--address",
+    metavar="ADDRESS|DOMAIN",
+    help="Only this subscriber (user@example.com) or every subscriber of this domain.",
+)
+@json_option("Print one JSON object per removal on stdout.")
+@pass_app
+def removals_cmd(
+    app: AppContext,
+    days: int | None,
+    since: When | None,
+    until: When | None,
+    instance: str | None,
+    address: str | None,
+    as_json: bool,
+) -> None:
+    """Who scrub and prune took off listmonk, when and why (default: the last 30 days).
+
+    Every blocklisting by `scrub` (the exclusion rule that matched) and every unsubscription
+    by `prune` (the list, the domain's old and new operator, its MX host) is logged as
+    listmonk confirms it; a dry run logs nothing. The answer to "why did this subscriber
+    stop getting our mail?".
+
+    \b
+    Examples:
+      inboxops listmonk removals --address someone@icloud.com --days 365
+      inboxops listmonk removals --since 2026-11-01 --instance main --json
+    """
+    from inboxops.hygiene.store import removals
+
+    window = resolve_window(app, days, since, until, default_days=30)
+    rows = removals(
+        app.engine(readonly=True),
+        instance=instance,
+        since=window.since,
+        until=window.until,
+        address=address,
+    )
+    if as_json:
+        app.print_json(
+            [
+                {
+                    "at": r.at.isoformat() if r.at else None,
+                    "instance": r.instance,
+                    "subscriber_id": r.subscriber_id,
+                    "email": r.email,
+                    "domain": r.domain,
+                    "action": r.action,
+                    "reason": r.reason,
+                    "rule": r.rule,
+                    "list_id": r.list_id,
+                    "list": r.list_name,
+                    "old_operator": r.old_operator,
+                    "new_operator": r.new_operator,
+                    "mx_host": r.mx_host,
+                }
+                for r in rows
+            ]
+        )
+        return
+    if not rows:
+        say(app.console, f"no removals logged {window.describe()}")
+        return
+    print_table(
+        app.console,
+        f"removals {window.describe()}",
+        [
+            Col("when (UTC)", "key"),
+            Col("instance", "key"),
+            Col("subscriber", "key"),
+            Col("action", "key"),
+            Col("why", "text"),
+            Col("list", "text"),
+        ],
+        [
+            (
+                f"{r.at:%Y-%m-%d %H:%M}" if r.at else "-",
+                r.instance,
+                r.email,
+                r.action,
+                _why(r),
+                r.list_name or ("every list" if r.action == "blocklist" else "-"),
+            )
+            for r in rows
+        ],
+    )
+
+
+def _why(r: Any) -> str:
+    """``excluded by operator:apple`` or ``MX moved cloudmark -> yahoo (mx.cox.net)``."""
+    if r.reason == "mx_operator":
+        host = f" ({r.mx_host})" if r.mx_host else ""
+        return f"MX moved {r.old_operator or '?'} -> {r.new_operator or '?'}{host}"
+    return f"excluded by {r.rule}" if r.rule else r.reason

@@ -1,4 +1,4 @@
-"""Options every report command shares: the time window, so all of them read it alike."""
+"""Options commands share: the time window and the age of a prune, so all of them read alike."""
 
 from __future__ import annotations
 
@@ -26,6 +26,22 @@ class WhenType(click.ParamType[When, str]):
 
 
 WHEN = WhenType()
+
+
+class AgeType(click.ParamType[int, str]):
+    """``400d`` or ``12w``: an age in days or weeks (see :func:`inboxops.retention.parse_age`)."""
+
+    name = "AGE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        from inboxops.retention import parse_age
+
+        try:
+            return parse_age(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def window_options(func: Callable[..., None]) -> Callable[..., None]:

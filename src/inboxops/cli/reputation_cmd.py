@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from inboxops.cli.context import AppContext, json_option, pass_app
-from inboxops.cli.options import WHEN, resolve_window, window_options
+from inboxops.cli.options import WHEN, AgeType, resolve_window, window_options
 from inboxops.cli.progress import progress_bar
 from inboxops.cli.render import Col, print_table, say, styled
 from inboxops.window import When
@@ -37,6 +37,7 @@ def reputation() -> None:
     Typical schedule:
       10 6 * * *  inboxops reputation ingest /var/log/mail.log.1 && inboxops reputation alert
       0 20 * * *  inboxops health
+      10 3 * * 0  inboxops reputation prune           # weekly: old attempts go, the trend stays
     """
 
 
@@ -111,7 +112,12 @@ def ingest_cmd(
             app.console,
             f"{result.lines} lines from {result.files} file(s): {result.attempts} delivery "
             f"attempts, {result.counted} to external recipients ({result.new} new, "
-            f"{result.known} already stored); excluded: {excluded}",
+            f"{result.known} already stored); excluded: {excluded}"
+            + (
+                f"; {result.past_retention} on days closed by `reputation prune` (skipped)"
+                if result.past_retention
+                else ""
+            ),
         )
         say(
             app.console,
@@ -330,3 +336,62 @@ def alert_cmd(
         say(app.err_console, f"warning: {run.unsent_reason}")
     if run.alerts:
         raise click.exceptions.Exit(EXIT_PROBLEMS)
+
+
+@reputation.command("prune")
+@click.option(
+    "--older-than",
+    type=AgeType(),
+    help="Delete attempts of days older than this: 90d (days) or 12w (weeks). "
+    "Default: [reputation] retention_days.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@json_option("Print the counts per table as one JSON object on stdout.")
+@pass_app
+def prune_cmd(app: AppContext, older_than: int | None, dry_run: bool, as_json: bool) -> None:
+    """Delete stored delivery attempts past their retention; the daily trend stays.
+
+    Every attempt is kept so that reruns and overlapping logs never double-count, and a busy
+    fleet stores hundreds of thousands a day. What every view reads is the daily rollup, which
+    a prune keeps: `trend`, `alert` and `health` show the same figures before and after.
+
+    The days before the first kept day (today minus the age, UTC) are closed: an ingest of an
+    old log skips their attempts (counted as past_retention) instead of rebuilding a closed
+    day from the few it would see. Work goes one day per transaction, so an ingest in between
+    waits seconds at most; an interrupted run is finished by the next.
+
+    \b
+    Examples:
+      inboxops reputation prune --older-than 90d --dry-run
+      inboxops reputation prune                 # uses [reputation] retention_days
+    """
+    from inboxops.reputation import prune
+    from inboxops.retention import cutoff_for, retention_days
+
+    days = retention_days(
+        older_than, app.settings.reputation.retention_days, section="reputation", what="attempts"
+    )
+    first = prune.first_kept_day(cutoff_for(app.clock(), days))
+    engine = app.engine(readonly=True)  # never create a database only to find it empty
+    if dry_run:
+        result = prune.count(engine, days, first)
+    else:
+        with progress_bar(app, "pruning days") as progress:
+            result = prune.prune(engine, days, first, progress=progress, now=app.clock)
+    if as_json:
+        app.print_json(result.as_json())
+        return
+    verb = "would delete" if dry_run else "deleted"
+    say(
+        app.console,
+        f"{verb} {result.counts['rep_attempts']} delivery attempt(s) from before "
+        f"{result.first_day.isoformat()} ({days} days); the daily trend stays"
+        + (" (dry run)" if dry_run else ""),
+    )
+    if result.total:
+        print_table(
+            app.console,
+            None,
+            [Col("table", "key"), Col(verb, "number")],
+            [(name, str(n)) for name, n in result.counts.items()],
+        )

@@ -110,6 +110,8 @@ class ReputationSettings:
     senders: dict[str, str] = setting(factory=dict, parse=_ip)  # syslog name -> sending IP
     pools: dict[str, tuple[str, ...]] = setting(factory=dict, parse=_glob)  # pool -> globs
     log_timezone: str = setting("UTC", parse=_zone)  # zone of timestamps without an offset
+    # `reputation prune` default age in days (attempts go, the daily trend stays); 0 = forever
+    retention_days: int = setting(0, minimum=0)
     alerts: ReputationAlertSettings = setting(factory=ReputationAlertSettings)
     colours: ColourSettings = setting(factory=ColourSettings)
 

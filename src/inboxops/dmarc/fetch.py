@@ -452,11 +452,16 @@ class _Run:
         batch = self._next_batch(session)
         if not batch:
             return False
-        bodies = session.bodies(batch)
+        cap = self.ingestor.limits.max_input_bytes
+        too_big = {uid for uid in batch if self.sizes.get(uid, 0) > cap}  # refused unread
+        wanted = [uid for uid in batch if uid not in too_big]
+        bodies = session.bodies(wanted) if wanted else {}
         log.info(
             "event=imap_batch messages=%d bytes=%d", len(batch), sum(map(len, bodies.values()))
         )
         for uid in batch:
+            if uid in too_big:
+                self._refuse_unread(uid, self.sizes[uid])
             raw = bodies.pop(uid, None)  # released as it goes: memory shrinks with the batch
             if raw is not None:
                 self._ingest(uid, raw)
@@ -496,9 +501,18 @@ class _Run:
                 self.pending = deque(uid for uid in self.pending if uid not in gone)
                 self.done += len(gone)
 
+    def _refuse_unread(self, uid: int, size: int) -> None:
+        """A message over ``max_input_bytes`` by its RFC822.SIZE: quarantined (reason and
+        size, no bytes) and flagged like any refused input, without downloading it."""
+        source = f"imap:{self.imap.folder}/uid={uid}"
+        log.warning("event=imap_oversize uid=%d bytes=%d", uid, size)
+        self._account(uid, self.ingestor.refuse_unread(source, size))
+
     def _ingest(self, uid: int, raw: bytes) -> None:
         source = f"imap:{self.imap.folder}/uid={uid}"
-        result = self.ingestor.ingest_bytes(raw, source)  # commits before returning
+        self._account(uid, self.ingestor.ingest_bytes(raw, source))  # committed on return
+
+    def _account(self, uid: int, result: IngestStats) -> None:
         self.stats.messages_seen += 1
         self.stats.ingest.add(result)
         if not result.stored_anything:

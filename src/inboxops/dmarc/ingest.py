@@ -136,6 +136,14 @@ class Ingestor:
         self.sink.flush()
         return stats
 
+    def refuse_unread(self, source: str, size: int) -> IngestStats:
+        """An input known only by its size (an IMAP message's RFC822.SIZE) that is over the
+        input cap: refused and quarantined without its bytes, never downloaded."""
+        stats = IngestStats()
+        self._refuse(stats, source, self._too_big(size), None, size)
+        self.sink.flush()
+        return stats
+
     def ingest_file(self, path: Path, stats: IngestStats | None = None) -> IngestStats:
         """One file. Its name counts too: ``report.xml`` that holds no report is a refusal."""
         stats = stats if stats is not None else IngestStats()
@@ -278,9 +286,10 @@ class Ingestor:
         stats.quarantined += 1
 
     def _too_big(self, size: int) -> str:
-        cap = self.limits.max_input_bytes // (1024 * 1024)
+        cap = self.limits.max_input_bytes
+        shown = f"{cap // (1024 * 1024)} MiB" if cap >= 1024 * 1024 else f"{cap}-byte"
         return (
-            f"input is {size} bytes, over the {cap} MiB cap "
+            f"input is {size} bytes, over the {shown} cap "
             "(raise [dmarc.limits].max_input_bytes if it is genuine)"
         )
 

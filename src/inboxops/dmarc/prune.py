@@ -30,11 +30,10 @@ Planning (the age, the cutoff, which ids make a batch) is pure; :func:`prune` an
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -51,7 +50,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from inboxops.errors import ConfigError, StorageError
+from inboxops.errors import StorageError
 from inboxops.storage.db import read_rows, retrying, write_transaction
 from inboxops.storage.models import (
     dmarc_auth_results,
@@ -64,16 +63,12 @@ from inboxops.storage.models import (
     tls_reports,
 )
 from inboxops.untrusted import one_line
-from inboxops.window import MAX_DAYS
 
 log = logging.getLogger(__name__)
 
 BATCH_REPORTS = 1000  # reports (or rows without children) per transaction
 BATCH_RECORDS = 50_000  # ... or reports holding this many records, whichever comes first
 SQLITE_PAUSE = 0.15  # seconds between batches: longer than SQLite's longest busy-handler sleep
-
-_AGE = re.compile(r"^\s*(\d{1,9})\s*([dw])\s*$", re.IGNORECASE)
-_UNIT_DAYS = {"d": 1, "w": 7}
 
 # Every table a prune may delete from, in the order counts are shown.
 TABLES = (
@@ -89,49 +84,6 @@ TABLES = (
 
 
 # -- planning (pure) ----------------------------------------------------------------------------
-
-
-def parse_age(text: str) -> int:
-    """``400d`` -> 400, ``12w`` -> 84: an age in whole days; ValueError says what is accepted.
-
-    Only days and weeks: months and years differ in length, and ``m`` would be read as
-    minutes by some and months by others, so ``18m`` is refused rather than guessed.
-    """
-    match = _AGE.match(text)
-    if match is None:
-        raise ValueError(
-            f"{text!r} is not an age; use a whole number of days or weeks, e.g. 400d or 12w "
-            "(months and years vary in length: give 540d rather than 18m)"
-        )
-    days = int(match.group(1)) * _UNIT_DAYS[match.group(2).lower()]
-    if not 1 <= days <= MAX_DAYS:
-        raise ValueError(f"{text!r} must be between 1 day and {MAX_DAYS} days")
-    return days
-
-
-def retention_days(older_than: int | None, configured: int) -> int:
-    """The age to prune at: ``--older-than`` wins, then ``[dmarc] retention_days``.
-
-    Neither set is a configuration error rather than a default: deleting reports is not
-    something to do by surprise.
-    """
-    if older_than is not None:
-        return older_than
-    if configured > 0:
-        return configured
-    raise ConfigError(
-        "nothing to prune by: give --older-than AGE (e.g. 400d) or set [dmarc] retention_days "
-        "(0, the default, keeps reports forever)"
-    )
-
-
-def cutoff_for(now: datetime, days: int) -> datetime:
-    """``now - days`` in UTC; an age reaching before the year 1 keeps everything."""
-    now = now if now.tzinfo else now.replace(tzinfo=UTC)
-    try:
-        return now.astimezone(UTC) - timedelta(days=days)
-    except OverflowError:
-        return datetime.min.replace(tzinfo=UTC)
 
 
 def take_batch(candidates: Sequence[tuple[int, int]], max_records: int) -> list[int]:

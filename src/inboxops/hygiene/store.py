@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from inboxops.storage.db import database_errors, read_rows, retrying, write_transaction
 from inboxops.storage.models import list_removals, mx_history
@@ -58,12 +58,29 @@ def record_removals(engine: Engine, removals: Sequence[Removal], at: datetime) -
         retrying(write, what="removals log")
 
 
-def removals(engine: Engine, *, instance: str | None = None) -> list[Removal]:
-    """Every logged removal, oldest first (for reports and tests)."""
+def removals(
+    engine: Engine,
+    *,
+    instance: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    address: str | None = None,
+) -> list[Removal]:
+    """Logged removals, oldest first: of one instance, logged in ``[since, until)``, of one
+    address (``user@example.com``, any case) or of a whole domain (``example.com``)."""
     c = list_removals.c
     query = select(list_removals).order_by(c.at, c.id)
     if instance is not None:
         query = query.where(c.instance == instance)
+    if since is not None:
+        query = query.where(c.at >= since)
+    if until is not None:
+        query = query.where(c.at < until)
+    if address:
+        wanted = address.strip().lower()
+        query = query.where(
+            func.lower(c.email) == wanted if "@" in wanted else func.lower(c.domain) == wanted
+        )
     [rows] = read_rows(engine, query, what="the removals log")
     out = []
     for row in rows:

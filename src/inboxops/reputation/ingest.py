@@ -55,6 +55,7 @@ class IngestResult:
     counted: int = 0  # external attempts kept
     new: int = 0  # ... stored for the first time
     known: int = 0  # ... already stored (an overlapping or repeated log)
+    past_retention: int = 0  # ... of days `reputation prune` closed: skipped, not counted
     excluded: dict[str, int] = field(default_factory=dict)
     inbound: int = 0
     other: int = 0
@@ -255,4 +256,5 @@ class ReputationIngestor:
         written = self.store.write(batch)
         self.result.new += written.new
         self.result.known += written.known
+        self.result.past_retention += written.past_retention
         self._notices_known += written.notices

@@ -209,6 +209,29 @@ class WriteResult:
     new: int = 0  # attempts stored for the first time
     known: int = 0  # attempts already stored (an overlapping or repeated log)
     notices: int = 0  # attempts of notices recognised from earlier files
+    past_retention: int = 0  # attempts of days `reputation prune` closed: skipped
+
+
+def locked(conn: Connection) -> Raw:
+    """The transaction's :class:`Raw`, holding the reputation writers' lock: SQLite's write
+    lock is already held (BEGIN IMMEDIATE); PostgreSQL takes an advisory transaction lock, so
+    ingests, rollups and prunes never interleave."""
+    raw = Raw(conn)
+    if raw.pg:
+        raw.run("SELECT pg_advisory_xact_lock(?)", (REPUTATION_LOCK,))
+    return raw
+
+
+def stored_horizon(raw: Raw) -> date | None:
+    """The first day not closed by `reputation prune`, or None when nothing was pruned."""
+    value = raw.one("SELECT first_day FROM rep_horizon WHERE id = 1", ())
+    return None if value is None else as_date(value)
+
+
+def horizon_day(raw: Raw) -> Any:
+    """:func:`stored_horizon` in the form the ``day`` columns hold (text on SQLite)."""
+    first = stored_horizon(raw)
+    return None if first is None else raw.day(first)
 
 
 def _utc(ts: float) -> datetime:
@@ -235,30 +258,34 @@ class ReputationStore:
             return result
         stage = self._stage_rows(rows)
 
-        latest = _latest(stage)
-        keys = [(r[1], r[14], r[15]) for r in latest]
-        # rkey, scope, queue_id, domain, syslog_name, operator, segment, status, ts, day; in key
-        # order, like the attempts
-        recipients = sorted(
-            (r[1], r[14], r[15], r[5], r[4], r[6], r[7], r[11], r[2], r[3]) for r in latest
-        )
-        days = [(d,) for d in sorted({r[3] for r in stage})]
-        expiring = sorted({(scope, qid) for scope, qid, _ in batch.expiries})
-
-        def attempt() -> tuple[int, int]:
+        def attempt() -> tuple[int, int, int]:
             with write_transaction(self.engine) as conn:
-                raw = self._lock(conn)
-                self._remember(raw, batch)
+                raw = locked(conn)
+                first = horizon_day(raw)  # read under the lock: a prune may just have run
+                kept, expiries = stage, batch.expiries
+                if first is not None:  # closed days are never reopened (reputation/prune.py)
+                    kept = [r for r in stage if r[3] >= first]
+                    expiries = [e for e in expiries if raw.day(_utc(e[2]).date()) >= first]
+                latest = _latest(kept)
+                keys = [(r[1], r[14], r[15]) for r in latest]
+                # rkey, scope, queue_id, domain, syslog_name, operator, segment, status, ts, day;
+                # in key order, like the attempts
+                recipients = sorted(
+                    (r[1], r[14], r[15], r[5], r[4], r[6], r[7], r[11], r[2], r[3]) for r in latest
+                )
+                days = [(d,) for d in sorted({r[3] for r in kept})]
+                expiring = sorted({(scope, qid) for scope, qid, _ in expiries})
+                self._remember(raw, batch.notices, expiries)
                 ts_type = "TIMESTAMPTZ" if raw.pg else "TEXT"
                 retracted = self._retract_notices(raw, batch, ts_type)
                 raw.run(_LATEST_DDL, ())
                 try:
                     if raw.pg:  # COPY cannot skip duplicates: stage, then insert what is new
                         raw.run(_STAGE_DDL.format(ts=ts_type), ())
-                        raw.write_named("rep_stage", STAGE_COLS, stage)
+                        raw.write_named("rep_stage", STAGE_COLS, kept)
                         new = raw.rowcount(_ATTEMPTS_SQL, ())
                     else:  # in key order: the B-tree is filled page by page, not at random
-                        ordered = sorted((r[:14] for r in stage), key=_first)
+                        ordered = sorted((r[:14] for r in kept), key=_first)
                         new = raw.executemany_count(_ATTEMPTS_DIRECT, ordered)
                     raw.write_named("rep_latest", ["rkey", "scope", "queue_id"], keys)
                     raw.executemany(_DIRTY_DAY, days)
@@ -272,33 +299,34 @@ class ReputationStore:
                 finally:
                     for table in ("rep_stage", "rep_latest", "rep_expq", "rep_noticeq"):
                         raw.run(f"DROP TABLE IF EXISTS {table}", ())
-                return new, retracted
+                return new, retracted, len(stage) - len(kept)
 
         with database_errors(self.engine, "write"):
-            result.new, retracted = retrying(attempt, what="reputation batch")
-        result.known = len(rows) - result.new
+            result.new, retracted, result.past_retention = retrying(
+                attempt, what="reputation batch"
+            )
+        result.known = len(rows) - result.new - result.past_retention
         result.notices += retracted
         return result
 
-    def _lock(self, conn: Connection) -> Raw:
-        raw = Raw(conn)
-        if raw.pg:
-            raw.run("SELECT pg_advisory_xact_lock(?)", (REPUTATION_LOCK,))
-        return raw
-
-    def _remember(self, raw: Raw, batch: Batch) -> None:
+    def _remember(
+        self,
+        raw: Raw,
+        notices: list[tuple[str, str, float]],
+        expiries: list[tuple[str, str, float]],
+    ) -> None:
         """Notices and expiries outlive this run: a later file may hold their attempts."""
-        if batch.notices:
+        if notices:
             latest: dict[tuple[str, str], float] = {}
-            for scope, qid, ts in batch.notices:
+            for scope, qid, ts in notices:
                 latest[(scope, qid)] = max(ts, latest.get((scope, qid), ts))
             raw.executemany(
                 "INSERT INTO rep_notices (scope, queue_id, seen_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (scope, queue_id) DO NOTHING",
                 [(s, q, raw.dt(_utc(ts))) for (s, q), ts in sorted(latest.items())],
             )
-        if batch.expiries:
-            rows = sorted({(s, q, ts) for s, q, ts in batch.expiries})
+        if expiries:
+            rows = sorted({(s, q, ts) for s, q, ts in expiries})
             raw.executemany(
                 "INSERT INTO rep_expiries (scope, queue_id, ts, day) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (scope, queue_id, ts) DO NOTHING",
@@ -438,8 +466,8 @@ class ReputationStore:
 
         def attempt() -> list[date]:
             with write_transaction(self.engine) as conn:
-                raw = self._lock(conn)
-                days = [_as_date(d) for (d,) in raw.all("SELECT day FROM rep_dirty_days", ())]
+                raw = locked(conn)
+                days = [as_date(d) for (d,) in raw.all("SELECT day FROM rep_dirty_days", ())]
                 if not days:
                     return []
                 raw.run("DELETE FROM rep_daily WHERE day IN (SELECT day FROM rep_dirty_days)", ())
@@ -481,8 +509,16 @@ def _aware(value: Any) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _as_date(value: Any) -> date:
+def as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
-__all__ = ["COUNTERS", "ReputationStore", "WriteResult"]
+__all__ = [
+    "COUNTERS",
+    "ReputationStore",
+    "WriteResult",
+    "as_date",
+    "horizon_day",
+    "locked",
+    "stored_horizon",
+]

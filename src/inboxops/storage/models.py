@@ -383,6 +383,18 @@ rep_daily = Table(
     Column("dns_failures", Integer, nullable=False),
 )
 
+# The retention horizon of `inboxops reputation prune` (at most one row): attempts, recipients
+# and expiries before ``first_day`` (UTC) are gone, and those days are closed: their rollup in
+# ``rep_daily`` stays as it was, and an ingest skips attempts of a closed day rather than
+# rebuild that day from the few it would hold. It only ever moves forward.
+rep_horizon = Table(
+    "rep_horizon",
+    metadata,
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),  # always 1
+    Column("first_day", Date, nullable=False),
+    Column("set_at", DateTime(timezone=True), nullable=False),
+)
+
 # Every end-of-day health check, healthy or not (`inboxops health history`).
 rep_health_runs = Table(
     "rep_health_runs",

@@ -127,13 +127,13 @@ class ReputationIngestor:
         classifier: Classifier,
         *,
         year: int | None = None,
-        batch: int = BATCH,
+        batch: int | None = None,
         parallel_min_bytes: int = parallel.MIN_BYTES,
     ) -> None:
         self.store = store
         self.parallel_min_bytes = parallel_min_bytes
         self.aggregator = Aggregator(undecided=UNDECIDED) if store is None else None
-        self.batch = batch
+        self.batch = batch if batch is not None else BATCH  # read at run time (tests set it)
         self.parser = PostfixLogParser(tz=zone(settings.log_timezone), year=year)
         self.collector = Collector(
             Exclusions(settings.internal_domains, settings.probe_prefixes), classifier

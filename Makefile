@@ -39,9 +39,11 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## bench: inboxops beside parsedmarc on the same inputs (see docs/benchmarks.md)
+## bench: inboxops beside parsedmarc and pflogsumm on the same inputs (see docs/benchmarks.md)
 bench: $(STAMP)
+	bash scripts/install-bench-tools.sh
 	$(BIN)/python bench/dmarc/run.py
+	$(BIN)/python bench/reputation/run.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -94,8 +94,9 @@ def test_reputation_prune_beside_an_ingest_leaves_no_closed_day_and_loses_nothin
 ) -> None:
     """`reputation prune` in the middle of an ingest of the same days: the ingest reads the log
     from a pipe, the first half is written (its batches committed), the prune runs, then the
-    second half arrives, and the first quarter again (``cat mail.log mail.log.1``). Afterwards nothing before the first kept day is stored, the attempts
-    of the kept days are exactly those of a clean run, and reading the log again adds nothing."""
+    second half arrives, and the first quarter again (``cat mail.log mail.log.1``). Afterwards
+    nothing before the first kept day is stored, the attempts of the kept days are exactly
+    those of a clean run, and reading the log again adds nothing."""
     from datetime import UTC, date, datetime
 
     from inboxops.demo.maillog import write_maillog

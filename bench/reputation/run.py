@@ -78,7 +78,10 @@ def make_log(lines: int) -> tuple[Path, int]:
 def pflogsumm(path: Path, lines: int, *, fleet: bool) -> Run:
     exe = shutil.which("pflogsumm") or "/usr/sbin/pflogsumm"
     if not Path(exe).exists():
-        sys.exit("bench needs pflogsumm: apt-get install pflogsumm")
+        sys.exit(
+            "bench needs pflogsumm: bash scripts/install-bench-tools.sh "
+            "(or apt-get install pflogsumm)"
+        )
     cmd = [exe, "--problems-first", str(path)]
     if fleet:
         cmd.insert(1, "--syslog-name=postfix-[^/\\[]+")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from inboxops.errors import ConfigError
 from inboxops.window import MAX_DAYS
@@ -60,3 +61,26 @@ def cutoff_for(now: datetime, days: int) -> datetime:
         return now.astimezone(UTC) - timedelta(days=days)
     except OverflowError:
         return datetime.min.replace(tzinfo=UTC)
+
+
+class TableCounts:
+    """What every prune reports: rows per table that went (or would go, in a dry run)."""
+
+    days: int
+    dry_run: bool
+    counts: dict[str, int]
+    batches: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def counts_json(self, **when: str) -> dict[str, Any]:
+        """The ``--json`` object: the age, ``when`` (the cutoff the prune used), the counts."""
+        return {
+            "dry_run": self.dry_run,
+            "older_than_days": self.days,
+            **when,
+            "counts": dict(self.counts),
+            "batches": self.batches,
+        }

@@ -13,24 +13,17 @@ from pathlib import Path
 
 import click
 
-from inboxops.cli.context import AppContext, json_option, pass_app
+from inboxops.cli.context import AppContext, pass_app
 from inboxops.cli.dmarc_cmd import dmarc, dmarc_window, empty_hint
-from inboxops.cli.options import AgeType, window_options
+from inboxops.cli.options import prune_options, window_options
 from inboxops.cli.progress import progress_bar
-from inboxops.cli.render import Col, print_table, say
+from inboxops.cli.render import print_counts, say
 from inboxops.errors import ConfigError
 from inboxops.window import When
 
 
 @dmarc.command("prune")
-@click.option(
-    "--older-than",
-    type=AgeType(),
-    help="Delete what is older than this: 400d (days) or 12w (weeks). "
-    "Default: [dmarc] retention_days.",
-)
-@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
-@json_option("Print the counts per table as one JSON object on stdout.")
+@prune_options("what is", "400d", "[dmarc] retention_days")
 @pass_app
 def prune_cmd(app: AppContext, older_than: int | None, dry_run: bool, as_json: bool) -> None:
     """Delete reports past their retention, each with everything that hangs off it.
@@ -67,13 +60,7 @@ def prune_cmd(app: AppContext, older_than: int | None, dry_run: bool, as_json: b
         f"{result.counts['quarantine']} quarantined input(s) from before "
         f"{cutoff:%Y-%m-%d %H:%M} UTC ({days} days)" + (" (dry run)" if dry_run else ""),
     )
-    if result.total:
-        print_table(
-            app.console,
-            None,
-            [Col("table", "key"), Col(verb, "number")],
-            [(name, str(n)) for name, n in result.counts.items()],
-        )
+    print_counts(app.console, result.counts, verb)
 
 
 @dmarc.command("export")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-from inboxops.cli.context import AppContext
+from inboxops.cli.context import AppContext, json_option
 from inboxops.window import MAX_DAYS, When, Window, WindowError, parse_when, window_from
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class WhenType(click.ParamType[When, str]):
@@ -78,3 +80,23 @@ def resolve_window(
         return window_from(app.clock(), days, since, until, default_days=default_days)
     except WindowError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def prune_options(what: str, example: str, setting: str) -> Callable[[F], F]:
+    """``--older-than AGE --dry-run --json``, as every prune reads them: ``what`` goes,
+    ``example`` is an age (``400d``), ``setting`` the config default (``[dmarc]
+    retention_days``)."""
+
+    def add(func: F) -> F:
+        func = json_option("Print the counts per table as one JSON object on stdout.")(func)
+        func = click.option(
+            "--dry-run", is_flag=True, help="Count what would be deleted; delete nothing."
+        )(func)
+        return click.option(
+            "--older-than",
+            type=AgeType(),
+            help=f"Delete {what} older than this: {example} (days) or 12w (weeks). "
+            f"Default: {setting}.",
+        )(func)
+
+    return add

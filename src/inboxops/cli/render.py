@@ -99,3 +99,14 @@ def say(console: Console, text: str, style: str | None = None) -> None:
     console.print(
         Text(printable(text), style=style or ""), soft_wrap=True, highlight=False, markup=False
     )
+
+
+def print_counts(console: Console, counts: dict[str, int], verb: str) -> None:
+    """Rows per table a prune deleted (``verb``: "deleted" or "would delete"), when any."""
+    if any(counts.values()):
+        print_table(
+            console,
+            None,
+            [Col("table", "key"), Col(verb, "number")],
+            [(name, str(n)) for name, n in counts.items()],
+        )

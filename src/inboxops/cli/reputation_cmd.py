@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 import click
 
 from inboxops.cli.context import AppContext, json_option, pass_app
-from inboxops.cli.options import WHEN, AgeType, resolve_window, window_options
+from inboxops.cli.options import WHEN, prune_options, resolve_window, window_options
 from inboxops.cli.progress import progress_bar
-from inboxops.cli.render import Col, print_table, say, styled
+from inboxops.cli.render import Col, print_counts, print_table, say, styled
 from inboxops.window import When
 
 if TYPE_CHECKING:
@@ -339,14 +339,7 @@ def alert_cmd(
 
 
 @reputation.command("prune")
-@click.option(
-    "--older-than",
-    type=AgeType(),
-    help="Delete attempts of days older than this: 90d (days) or 12w (weeks). "
-    "Default: [reputation] retention_days.",
-)
-@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
-@json_option("Print the counts per table as one JSON object on stdout.")
+@prune_options("attempts of days", "90d", "[reputation] retention_days")
 @pass_app
 def prune_cmd(app: AppContext, older_than: int | None, dry_run: bool, as_json: bool) -> None:
     """Delete stored delivery attempts past their retention; the daily trend stays.
@@ -388,10 +381,4 @@ def prune_cmd(app: AppContext, older_than: int | None, dry_run: bool, as_json: b
         f"{result.first_day.isoformat()} ({days} days); the daily trend stays"
         + (" (dry run)" if dry_run else ""),
     )
-    if result.total:
-        print_table(
-            app.console,
-            None,
-            [Col("table", "key"), Col(verb, "number")],
-            [(name, str(n)) for name, n in result.counts.items()],
-        )
+    print_counts(app.console, result.counts, verb)

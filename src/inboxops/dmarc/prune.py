@@ -51,6 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from inboxops.errors import StorageError
+from inboxops.retention import TableCounts
 from inboxops.storage.db import read_rows, retrying, write_transaction
 from inboxops.storage.models import (
     dmarc_auth_results,
@@ -143,7 +144,7 @@ KINDS = (
 
 
 @dataclass
-class PruneResult:
+class PruneResult(TableCounts):
     """Rows per table that went (or, in a dry run, would go)."""
 
     days: int
@@ -152,18 +153,8 @@ class PruneResult:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     batches: int = 0
 
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
     def as_json(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "older_than_days": self.days,
-            "cutoff": self.cutoff.isoformat().replace("+00:00", "Z"),
-            "counts": dict(self.counts),
-            "batches": self.batches,
-        }
+        return self.counts_json(cutoff=self.cutoff.isoformat().replace("+00:00", "Z"))
 
 
 class PruneStopped(StorageError):

@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from inboxops.reputation.store import NOTICE_SPAN, as_date, locked, stored_horizon
+from inboxops.retention import TableCounts
 from inboxops.storage.db import database_errors, retrying, write_transaction
 from inboxops.storage.raw import Raw
 
@@ -57,7 +58,7 @@ def first_kept_day(cutoff: datetime) -> date:
 
 
 @dataclass
-class PruneResult:
+class PruneResult(TableCounts):
     """Rows per table that went (or, in a dry run, would go)."""
 
     days: int
@@ -66,18 +67,8 @@ class PruneResult:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     batches: int = 0
 
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
     def as_json(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "older_than_days": self.days,
-            "first_day_kept": self.first_day.isoformat(),
-            "counts": dict(self.counts),
-            "batches": self.batches,
-        }
+        return self.counts_json(first_day_kept=self.first_day.isoformat())
 
 
 def horizon(engine: Engine) -> date | None:

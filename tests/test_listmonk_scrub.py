@@ -163,6 +163,9 @@ def test_the_removals_log_answers_who_was_taken_off_when_and_why(
     assert sorted(r["instance"] for r in by_domain) == ["hc", "main"]
     assert ask("--json", "--address", "example.com") == []  # a domain is matched whole
     assert ask("--json", "--since", "2026-12-07T05:31:00Z") == []
+    assert len(ask("--json", "--since", "2026-12-07T05:30:00Z")) == 6  # since: inclusive
+    until_t0 = ("--since", "2026-12-07T05:00:00Z", "--until", "2026-12-07T05:30:00Z")
+    assert ask("--json", *until_t0) == []  # until: exclusive
     later = Clock(T0 + timedelta(days=31))
     assert ask("--json", clock=later) == []  # past the default 30 days
     assert len(ask("--json", "--days", "60", clock=later)) == 6

@@ -25,6 +25,7 @@ from inboxops.dmarc.parsed import (
     decide_conflict,
     parse_small,
     parsed_digest,
+    parsed_from,
     stored_digest,
 )
 from inboxops.dmarc.rows import FIND_SQL, report_key
@@ -62,16 +63,7 @@ class DryRunSink:
         parsed, rest = parse_small(parser, source)
         if parsed is None:  # large: count by streaming, nothing kept
             meta = parser.read_meta()
-            records = list(rest)
-            parsed = Parsed(
-                meta,
-                records,
-                source,
-                parser.sha256,
-                parser.recovered,
-                parser.dropped,
-                dict(parser.drop_reasons),
-            )
+            parsed = parsed_from(parser, meta, source, records=list(rest))
         outcome = self._outcome(parsed)
         result = parsed.result(outcome)
         self.reports.append(

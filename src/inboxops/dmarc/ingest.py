@@ -140,8 +140,7 @@ class Ingestor:
         """An input known only by its size (an IMAP message's RFC822.SIZE) that is over the
         input cap: refused and quarantined without its bytes, never downloaded."""
         stats = IngestStats()
-        self._refuse(stats, source, self._too_big(size), None, size)
-        self.sink.flush()
+        self._refuse(stats, source, self._too_big(size), None, size)  # stored at once
         return stats
 
     def ingest_file(self, path: Path, stats: IngestStats | None = None) -> IngestStats:

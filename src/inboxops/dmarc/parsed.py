@@ -115,17 +115,29 @@ def read_head(parser: ReportStream, source: str) -> tuple[Parsed | None, list[Re
             "report has no usable record" + (f" ({why})" if why else " (it lists none)"),
             source=source,
         )
-    parsed = Parsed(
+    return parsed_from(parser, meta, source, values=head), head
+
+
+def parsed_from(
+    parser: ReportStream,
+    meta: ReportMeta,
+    source: str,
+    *,
+    records: list[Record] | None = None,
+    values: list[RecordValues] | None = None,
+) -> Parsed:
+    """A :class:`Parsed` of a report ``parser`` has read to its end: its digest, repairs and
+    dropped records come from the parser, the records (objects or values) from the caller."""
+    return Parsed(
         meta,
-        [],
+        records if records is not None else [],
         source,
         parser.sha256,
         parser.recovered,
         parser.dropped,
         dict(parser.drop_reasons),
-        values=head,
+        values=values,
     )
-    return parsed, head
 
 
 def _records(head: list[RecordValues], parser: ReportStream) -> Iterator[Record]:

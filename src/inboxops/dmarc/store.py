@@ -47,6 +47,7 @@ from inboxops.dmarc.parsed import (
     Refuse,
     decide_conflict,
     parsed_digest,
+    parsed_from,
     read_head,
     stored_digest,
 )
@@ -219,16 +220,7 @@ class DatabaseSink:
                 inserted = raw.one(INSERT_SQL, values)
                 if inserted is None:
                     drained = list(records)
-                    parsed = Parsed(
-                        meta,
-                        [],
-                        source,
-                        parser.sha256,
-                        parser.recovered,
-                        parser.dropped,
-                        dict(parser.drop_reasons),
-                        values=drained,
-                    )
+                    parsed = parsed_from(parser, meta, source, values=drained)
                     return _resolve_conflict(
                         raw,
                         parsed,

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine
 
 from inboxops.operators.domains import DomainClassifier
 from inboxops.reputation.collect import NO_OPERATOR, Batch, Row, digest64
+from inboxops.reputation.metrics import COUNTER_NAMES
 from inboxops.storage.db import database_errors, retrying, write_transaction
 from inboxops.storage.raw import Raw
 from inboxops.storage.text import clean_row
@@ -146,24 +147,7 @@ WHERE e.scope = rep_recipients.scope AND e.queue_id = rep_recipients.queue_id
   AND (rep_recipients.scope, rep_recipients.queue_id) IN (SELECT scope, queue_id FROM rep_expq)
 """
 
-COUNTERS = [
-    "attempts",
-    "recipients",
-    "delivered",
-    "bounced",
-    "expired",
-    "pending",
-    "deferrals",
-    "throttled",
-    "policy_blocked",
-    "policy_blocked_550_571",
-    "auth_failures",
-    "user_unknown",
-    "mailbox_full",
-    "greeting_blocks",
-    "connection_failures",
-    "dns_failures",
-]
+COUNTERS = list(COUNTER_NAMES)  # rep_daily's counter columns, in Figures' order
 
 
 def _n(condition: str) -> str:

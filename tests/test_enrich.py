@@ -21,7 +21,7 @@ from inboxops.dmarc.enrich import Enricher, base_domain
 from inboxops.dns import Status
 from inboxops.dns.cache import DnsCache
 from inboxops.storage.db import open_database
-from inboxops.storage.models import dns_cache
+from inboxops.storage.models import alert_state, dns_cache
 from tests.helpers import NOW, aggregate_xml, write_report
 from tests.servers.dns import DnsServer
 
@@ -384,6 +384,46 @@ def test_forwarding_mode_alert_or_off(
     else:
         assert "forwarding" not in kinds
         assert LIST not in sent
+
+
+def test_turning_forwarding_off_forgets_what_the_digest_said(
+    dns_server: DnsServer, sqlite_url: str, tmp_path: Path, telegram_server: Any
+) -> None:
+    """``forwarding = "off"`` stops tracking the relays: turned back on weeks later, the digest
+    does not announce "resolved" for relays it was told to stop watching."""
+    seed_paths(dns_server, sqlite_url, tmp_path)
+
+    def alert(mode: str, now: datetime, *extra: str) -> None:
+        path = config(tmp_path, f'[dmarc.alerts]\nforwarding = "{mode}"\n')
+        result = CliRunner().invoke(
+            root,
+            ["--config", path, "--db", sqlite_url, "dmarc", "alert", "--json", *extra],
+            env=telegram_server.env(),
+            obj=AppContext(clock=lambda: now),
+        )
+        assert result.exit_code in (0, 3), result.output
+
+    def remembered() -> int:
+        engine = open_database(sqlite_url)
+        try:
+            with engine.connect() as conn:
+                kind = alert_state.c.kind
+                return int(conn.scalar(select(func.count()).where(kind == "forwarding")) or 0)
+        finally:
+            engine.dispose()
+
+    alert("digest", NOW)
+    assert "forwarding digest" in telegram_server.messages[-1]
+    assert remembered() == 4
+    alert("off", NOW.replace(day=25), "--dry-run")  # a dry run changes nothing
+    assert remembered() == 4
+    alert("off", NOW.replace(day=25))
+    assert remembered() == 0
+    sent = len(telegram_server.messages)
+    alert("digest", NOW.replace(month=12, day=20))  # the relays are long gone from the window
+    later = "\n".join(telegram_server.messages[sent:])
+    for relay in (LIST, ARC, DKIM_OURS, REASON_FWD):
+        assert relay not in later
 
 
 def test_only_forwarding_exits_0(dns_server: DnsServer, sqlite_url: str, tmp_path: Path) -> None:

@@ -70,3 +70,15 @@ def forget(engine: Engine, keys: Iterable[tuple[str, str]]) -> None:
                 conn.execute(alert_state.delete().where((c.kind == kind) & (c.key == key)))
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot update alert state: {type(exc).__name__}") from None
+
+
+def forget_kinds(engine: Engine, kinds: Collection[str]) -> None:
+    """Drop every state of these ``kinds``: the user turned them off, so nothing about them is
+    pending. Turned on again later, they start afresh instead of announcing "resolved" for
+    what nobody was watching in between."""
+    c = alert_state.c
+    try:
+        with write_transaction(engine) as conn:
+            conn.execute(alert_state.delete().where(c.kind.in_(kinds)))
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot update alert state: {type(exc).__name__}") from None

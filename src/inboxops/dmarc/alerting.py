@@ -9,7 +9,8 @@ Forwarding findings (``forwarding`` alerts: our own mail relayed by forwarders a
 default) sends them through the same :func:`~inboxops.alerts.deliver.deliver` as a separate
 message of their own kind, repeated after ``digest_hours`` instead of ``repeat_hours``, so a
 university forwarder shows up about once a week rather than once a day; ``"off"`` sends nothing
-about them. Only the IPs that could alert are enriched (PTR, service), through the DNS cache.
+about them and forgets what was said (switched back on, nothing stale is "resolved"). Only the
+IPs that could alert are enriched (PTR, service), through the DNS cache.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
+from inboxops.alerts import state
 from inboxops.alerts.deliver import deliver
 from inboxops.alerts.policy import Finding
 from inboxops.config import Settings
@@ -83,6 +85,8 @@ def check(
     finally:
         enricher.close()
     found = rules.evaluate(stats, thresholds)
+    if thresholds.forwarding == "off" and not dry_run:
+        state.forget_kinds(engine, (rules.FORWARDING,))
     digest_mode = thresholds.forwarding == "digest"
     loud = [a for a in found if not (digest_mode and a.kind == rules.FORWARDING)]
     quiet = [a for a in found if digest_mode and a.kind == rules.FORWARDING]

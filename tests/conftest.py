@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
+
+from inboxops.storage.db import open_database
 
 pytest_plugins = [
     "tests.servers.dovecot",
@@ -106,6 +108,15 @@ def pg_url(pg_ok: bool) -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'inboxops.db'}"
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """The test's database at the current schema (both backends, through ``db_url``); disposed
+    even when the test fails, so no connection leaks into the next test."""
+    eng = open_database(db_url)
+    yield eng
+    eng.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -28,13 +28,6 @@ from tests.servers.dns import DnsServer
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def engine(db_url: str) -> Any:
-    eng = open_database(db_url)
-    yield eng
-    eng.dispose()
-
-
 def settings_for(dns: DnsServer, **dns_overrides: Any) -> Settings:
     return Settings(dns=DnsSettings(nameservers=(dns.nameserver,), **dns_overrides))
 

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
@@ -76,14 +75,6 @@ def count(engine: Engine, table: object) -> int:
 
 def ingestor(engine: Engine) -> Ingestor:
     return Ingestor(DatabaseSink(engine), Limits())
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    """The database of one test; disposed even when the test fails (no leaked connection)."""
-    engine = open_database(db_url)
-    yield engine
-    engine.dispose()
 
 
 def test_unseen_by_default_all_on_request(dovecot: Dovecot, engine: Engine) -> None:

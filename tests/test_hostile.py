@@ -13,7 +13,7 @@ import struct
 import tracemalloc
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -30,20 +30,12 @@ from inboxops.dmarc.parse import AggregateParser
 from inboxops.dmarc.store import MAX_QUARANTINE_RAW, DatabaseSink
 from inboxops.dmarc.unpack import NotAReport, Unpacker
 from inboxops.errors import HostileInputError, ParseError
-from inboxops.storage.db import open_database
 from inboxops.storage.models import dmarc_auth_results, dmarc_records, dmarc_reports, quarantine
 from tests.helpers import aggregate_xml, write_report
 
 MiB = 1024 * 1024
 GOOD_ROWS = (("192.0.2.1", 5, True), ("192.0.2.2", 7, False), ("2001:db8::3", 11, True))
 GOOD_KEY = ("good.example", "good-1")
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = open_database(db_url)
-    yield eng
-    eng.dispose()
 
 
 def ingest(engine: Engine, paths: list[Path], limits: Limits | None = None) -> IngestStats:

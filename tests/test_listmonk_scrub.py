@@ -5,7 +5,7 @@ nothing blocklisted twice and nothing skipped."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,13 +33,6 @@ from tests.servers.listmonk import SQL_QUERY, ListmonkDouble
 
 MakeServer = Callable[..., ListmonkDouble]
 RULES = ["icloud.com", "me.com", "*.example.com"]
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = open_database(db_url)
-    yield eng
-    eng.dispose()
 
 
 def populate(double: ListmonkDouble) -> dict[str, int]:

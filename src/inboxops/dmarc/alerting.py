@@ -16,14 +16,15 @@ IPs that could alert are enriched (PTR, service), through the DNS cache.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 
 from inboxops.alerts import state
-from inboxops.alerts.deliver import deliver
+from inboxops.alerts.deliver import Delivery, deliver
 from inboxops.alerts.policy import Finding
 from inboxops.config import Settings
 from inboxops.dmarc import rules, summary
@@ -93,22 +94,29 @@ def check(
     loud_kinds = rules.KINDS if thresholds.forwarding == "alert" else rules.LOUD_KINDS
     describe = window.describe()
 
-    def render(
-        due: Sequence[rules.Alert], cleared: Sequence[tuple[str, str]]
-    ) -> tuple[str, str, str]:
-        title, body_html = rules.render(due, window=describe, cleared=cleared)
-        return title, body_html, rules.render_text(due, window=describe, cleared=cleared)
+    def send(
+        alerts: list[rules.Alert], kinds: Collection[str], hours: float, html: Any, text: Any
+    ) -> Delivery[rules.Alert]:
+        """Deliver one message kind: the loud alerts, or the forwarding digest."""
 
-    delivery = deliver(
-        engine,
-        settings,
-        [Finding(a.kind, a.ip, a.failed, a) for a in loud],
-        kinds=loud_kinds,
-        repeat=timedelta(hours=thresholds.repeat_hours),
-        now=now or window.until,
-        render=render,
-        dry_run=dry_run,
-    )
+        def render(
+            due: Sequence[rules.Alert], cleared: Sequence[tuple[str, str]]
+        ) -> tuple[str, str, str]:
+            title, body_html = html(due, window=describe, cleared=cleared)
+            return title, body_html, text(due, window=describe, cleared=cleared)
+
+        return deliver(
+            engine,
+            settings,
+            [Finding(a.kind, a.ip, a.failed, a) for a in alerts],
+            kinds=kinds,
+            repeat=timedelta(hours=hours),
+            now=now or window.until,
+            render=render,
+            dry_run=dry_run,
+        )
+
+    delivery = send(loud, loud_kinds, thresholds.repeat_hours, rules.render, rules.render_text)
     run = AlertRun(
         window,
         loud,
@@ -121,22 +129,12 @@ def check(
     )
     if not digest_mode:
         return run
-
-    def render_digest(
-        due: Sequence[rules.Alert], cleared: Sequence[tuple[str, str]]
-    ) -> tuple[str, str, str]:
-        title, body_html = rules.render_digest(due, window=describe, cleared=cleared)
-        return title, body_html, rules.render_digest_text(due, window=describe, cleared=cleared)
-
-    digest = deliver(
-        engine,
-        settings,
-        [Finding(a.kind, a.ip, a.failed, a) for a in quiet],
-        kinds=(rules.FORWARDING,),
-        repeat=timedelta(hours=thresholds.digest_hours),
-        now=now or window.until,
-        render=render_digest,
-        dry_run=dry_run,
+    digest = send(
+        quiet,
+        (rules.FORWARDING,),
+        thresholds.digest_hours,
+        rules.render_digest,
+        rules.render_digest_text,
     )
     run.digest = quiet
     run.digest_suppressed = digest.suppressed

@@ -19,14 +19,19 @@ from inboxops.reputation.model import (
     Notification,
     Removed,
 )
-from inboxops.reputation.parse import MAX_REPLY, MAX_SAMPLES, PostfixLogParser
+from inboxops.reputation.parse import _SCAN_CHUNK, MAX_REPLY, MAX_SAMPLES, PostfixLogParser
 
 REF = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
 def parse(text: str, **kwargs: object) -> tuple[list[Event], PostfixLogParser]:
+    """Events and parser; the C scanner's reading (when built) and the Python loop's must be
+    the same (tests/test_reputation_scan.py holds them to it on whole logs)."""
     parser = PostfixLogParser(**{"ref": REF, **kwargs})  # type: ignore[arg-type]
     events = list(parser.parse(text.splitlines(keepends=True)))
+    plain = PostfixLogParser(**{"ref": REF, **kwargs, "accelerated": False})  # type: ignore[arg-type]
+    assert list(plain.parse(text.splitlines(keepends=True))) == events
+    assert plain.stats == parser.stats
     stats = parser.stats
     assert stats.lines == len(text.splitlines())
     assert stats.lines == (
@@ -413,17 +418,39 @@ def test_damaged_lines_are_counted_and_never_fatal() -> None:
 
 def test_counters_accumulate_over_calls_and_streams_are_lazy() -> None:
     parser = PostfixLogParser(ref=REF)
+    read = 0
 
     def lines() -> object:
-        yield from RECIPE.splitlines(keepends=True)
-        raise AssertionError("read past what was asked for")
+        nonlocal read
+        for line in RECIPE.splitlines(keepends=True) * 2000:
+            read += 1
+            yield line
 
     stream = parser.parse(lines())  # type: ignore[arg-type]
+    assert read == 0
     assert isinstance(next(stream), Attempt)
-    assert parser.attempts == 1
+    assert read <= _SCAN_CHUNK + 1  # one chunk ahead at most: memory stays flat
+    assert len(list(stream)) == 5 * 2000 - 1  # four attempts and a notice per five lines
     assert len(list(parser.parse(NOISE.splitlines()))) == 0
-    assert parser.lines == 1 + len(NOISE.splitlines())
     assert list(parser.parse([])) == []
+    assert read == 5 * 2000
+    assert parser.lines == read + len(NOISE.splitlines())
+
+
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_a_source_that_fails_midway_gives_every_line_read_before(accelerated: bool) -> None:
+    """A truncated .gz raises in the middle of a chunk: the lines before it still count."""
+
+    def lines() -> object:
+        yield from RECIPE.splitlines(keepends=True)[:3]
+        raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+
+    parser = PostfixLogParser(ref=REF, accelerated=accelerated)
+    got: list[Event] = []
+    with pytest.raises(EOFError):
+        got.extend(parser.parse(lines()))  # type: ignore[arg-type]
+    assert [type(e) for e in got] == [Attempt, Attempt, Attempt]
+    assert parser.lines == 3
 
 
 @settings(max_examples=300, deadline=None)

@@ -69,6 +69,12 @@ def ranges(path: Path, parts: int) -> list[tuple[int, int]]:
 
 
 def _lines(path: Path, start: int, end: int) -> Iterator[str]:
+    """The lines of a byte range; iterated at C level (a generator step per line cost a tenth
+    of a worker's time)."""
+    return itertools.chain.from_iterable(_blocks(path, start, end))
+
+
+def _blocks(path: Path, start: int, end: int) -> Iterator[list[str]]:
     with path.open("rb") as fh:
         fh.seek(start)
         position = start
@@ -79,7 +85,7 @@ def _lines(path: Path, start: int, end: int) -> Iterator[str]:
             if not block.endswith(b"\n") and position + len(block) < end:
                 block += fh.readline()  # never split a line
             position += len(block)
-            yield from block.decode("utf-8", "replace").splitlines(keepends=True)
+            yield block.decode("utf-8", "replace").splitlines(keepends=True)
 
 
 _ROW_FIELDS = tuple(f.name for f in fields(Row))

@@ -1,0 +1,624 @@
+/* The Postfix log parser's hot loop in C: the common lines, read exactly as parse.py reads them.
+ *
+ * Why: a fleet log is millions of lines, and parse.py's loop is at the floor of what Python can
+ * do per line (docs/benchmarks.md: mypyc, str.find and a flat walk all measured no faster).
+ * This module is an accelerator, never a second parser: it takes the lines whose shape it knows
+ * completely (ASCII; a classic syslog or RFC 3339 stamp; a noise line, a qmgr from=/removed
+ * line, or a delivery line the unquoted pattern matches) and yields the very tuples
+ * PostfixLogParser._loop would. Everything else, it stops at and hands back: the Python loop
+ * reads that one line, with the same clock and caches, and then this scan goes on. So the
+ * Python loop stays the reference (and the fallback where no compiler was at hand), and
+ * tests/test_reputation_scan.py holds the two to the same output, line by line.
+ *
+ * State shared with Python (the objects themselves, not copies): the syslog-name cache and its
+ * learn(), the clock's minute cache and its syslog()/iso(), the relay cache and _relay(), the
+ * reply classifier, the counters list, and bad() for lines Python would call malformed.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define K_DELIVERY 10
+#define K_QMGR 11
+#define K_NOTIFY 12
+#define NCOUNTS 6
+#define C_ATTEMPTS 0
+#define C_QUEUE 1
+#define C_OTHER 3
+#define MAX_REPLY 1000
+#define ATTEMPT 0
+#define MESSAGE_FROM 1
+#define EXPIRED 2
+#define REMOVED 4
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *names, *learn, *bad, *counts, *minutes, *syslog, *iso, *relays, *relay;
+    PyObject *classify, *accepted, *bad_relay;
+    PyObject *sent, *deferred, *bounced;  /* the parser's status words */
+    PyObject *kinds[5];                   /* the record kinds as ints */
+    char last_stamp[15];
+    int have_last;
+    double last_ts;
+} Scanner;
+
+/* Python's str.split() whitespace, for ASCII */
+static inline int is_space(unsigned char c) {
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+}
+static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
+static inline int is_alnum(char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* like memmem, for the needles of this file */
+static const char *find(const char *s, Py_ssize_t n, const char *needle, Py_ssize_t k) {
+    if (k > n) return NULL;
+    const char *end = s + n - k;
+    for (const char *p = s; p <= end; p++) {
+        p = memchr(p, needle[0], (size_t)(end - p + 1));
+        if (p == NULL) return NULL;
+        if (memcmp(p, needle, (size_t)k) == 0) return p;
+    }
+    return NULL;
+}
+
+static inline int starts(const char *p, const char *end, const char *lit, Py_ssize_t k) {
+    return end - p >= k && memcmp(p, lit, (size_t)k) == 0;
+}
+
+/* [0-9A-Za-z]{5,25}: the queue id's end, or NULL */
+static const char *queue_id(const char *p, const char *end) {
+    const char *q = p;
+    while (q < end && is_alnum(*q)) q++;
+    return (q - p >= 5 && q - p <= 25) ? q : NULL;
+}
+
+/* one field set of charset test, at least `min` long, then ", "; the position after it or NULL */
+static const char *run_then_comma(const char *p, const char *end, int (*ok)(char), int min) {
+    const char *q = p;
+    while (q < end && ok(*q)) q++;
+    if (q - p < min || !starts(q, end, ", ", 2)) return NULL;
+    return q + 2;
+}
+static int digit_or_dot(char c) { return is_digit(c) || c == '.'; }
+static int digit_dot_slash(char c) { return is_digit(c) || c == '.' || c == '/'; }
+static int only_digit(char c) { return is_digit(c); }
+
+/* [\r\n]*\Z */
+static int only_newlines(const char *p, const char *end) {
+    while (p < end && (*p == '\r' || *p == '\n')) p++;
+    return p == end;
+}
+
+static PyObject *text(const char *p, Py_ssize_t n) { return PyUnicode_FromStringAndSize(p, n); }
+
+static void Scanner_dealloc(Scanner *s) {
+    Py_XDECREF(s->names); Py_XDECREF(s->learn); Py_XDECREF(s->bad); Py_XDECREF(s->counts);
+    Py_XDECREF(s->minutes); Py_XDECREF(s->syslog); Py_XDECREF(s->iso); Py_XDECREF(s->relays);
+    Py_XDECREF(s->relay); Py_XDECREF(s->classify); Py_XDECREF(s->accepted);
+    Py_XDECREF(s->bad_relay); Py_XDECREF(s->sent); Py_XDECREF(s->deferred);
+    Py_XDECREF(s->bounced);
+    for (int i = 0; i < 5; i++) Py_XDECREF(s->kinds[i]);
+    Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"names", "learn", "bad", "counts", "minutes", "syslog", "iso",
+                             "relays", "relay", "classify", "accepted", "bad_relay", NULL};
+    PyObject *o[12];
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OOO!O!OOO!OOUO", kwlist, &PyDict_Type, &o[0],
+                                     &o[1], &o[2], &PyList_Type, &o[3], &PyDict_Type, &o[4],
+                                     &o[5], &o[6], &PyDict_Type, &o[7], &o[8], &o[9], &o[10],
+                                     &o[11]))
+        return -1;
+    if (PyList_GET_SIZE(o[3]) != NCOUNTS) {
+        PyErr_SetString(PyExc_ValueError, "counts must hold 6 counters");
+        return -1;
+    }
+    PyObject **slot[12] = {&s->names, &s->learn, &s->bad, &s->counts, &s->minutes, &s->syslog,
+                           &s->iso, &s->relays, &s->relay, &s->classify, &s->accepted,
+                           &s->bad_relay};
+    for (int i = 0; i < 12; i++) {
+        Py_INCREF(o[i]);
+        Py_XSETREF(*slot[i], o[i]);
+    }
+    Py_XSETREF(s->sent, PyUnicode_InternFromString("sent"));
+    Py_XSETREF(s->deferred, PyUnicode_InternFromString("deferred"));
+    Py_XSETREF(s->bounced, PyUnicode_InternFromString("bounced"));
+    for (int i = 0; i < 5; i++) Py_XSETREF(s->kinds[i], PyLong_FromLong(i));
+    s->have_last = 0;
+    return 0;
+}
+
+/* Where the scan stops: the line at this index is Python's to read. */
+#define SLOW -2
+/* The line was dealt with (counted, or handed to bad()). */
+#define DONE 0
+/* A record was appended. */
+#define EMIT 1
+#define FAIL -1
+
+/* The timestamp of an event line; SLOW, DONE (bad() called: no usable stamp), FAIL, or EMIT. */
+static int stamp(Scanner *s, PyObject *line, const char *l, Py_ssize_t n, int classic,
+                 const char *f0, Py_ssize_t f0n, double *ts) {
+    if (!classic) {
+        PyObject *arg = text(f0, f0n);
+        if (arg == NULL) return FAIL;
+        PyObject *r = PyObject_CallOneArg(s->iso, arg);
+        Py_DECREF(arg);
+        if (r == NULL) return FAIL;
+        if (r == Py_None) {
+            Py_DECREF(r);
+            PyObject *b = PyObject_CallOneArg(s->bad, line);
+            if (b == NULL) return FAIL;
+            Py_DECREF(b);
+            return DONE;
+        }
+        *ts = PyFloat_AsDouble(r);
+        Py_DECREF(r);
+        return (*ts == -1.0 && PyErr_Occurred()) ? FAIL : EMIT;
+    }
+    if (n < 15) return SLOW;
+    if (s->have_last && memcmp(l, s->last_stamp, 15) == 0) {
+        *ts = s->last_ts;
+        return EMIT;
+    }
+    if (!is_digit(l[13]) || !is_digit(l[14])) return SLOW;
+    int second = (l[13] - '0') * 10 + (l[14] - '0');
+    if (second > 60) return SLOW;
+    PyObject *key = text(l, 12);
+    if (key == NULL) return FAIL;
+    PyObject *base = PyDict_GetItemWithError(s->minutes, key);  /* borrowed */
+    Py_DECREF(key);
+    if (base != NULL) {
+        *ts = PyFloat_AsDouble(base) + second;
+        if (*ts == -1.0 && PyErr_Occurred()) return FAIL;
+    } else {
+        if (PyErr_Occurred()) return FAIL;
+        PyObject *arg = text(l, 15);
+        if (arg == NULL) return FAIL;
+        PyObject *r = PyObject_CallOneArg(s->syslog, arg);
+        Py_DECREF(arg);
+        if (r == NULL) return FAIL;
+        if (r == Py_None) {
+            Py_DECREF(r);
+            PyObject *b = PyObject_CallOneArg(s->bad, line);
+            if (b == NULL) return FAIL;
+            Py_DECREF(b);
+            return DONE;
+        }
+        *ts = PyFloat_AsDouble(r);
+        Py_DECREF(r);
+        if (*ts == -1.0 && PyErr_Occurred()) return FAIL;
+    }
+    memcpy(s->last_stamp, l, 15);
+    s->last_ts = *ts;
+    s->have_last = 1;
+    return EMIT;
+}
+
+/* qid: from=<sender>, size=N, nrcpt=N (queue active) | qid: from=<sender>, status=expired, ... */
+static int qmgr_from(Scanner *s, PyObject *out, double ts, PyObject *host, PyObject *name,
+                     const char *p, const char *end, long *counts) {
+    const char *q = queue_id(p, end);
+    if (q == NULL || !starts(q, end, ": from=<", 8)) return SLOW;
+    const char *sender = q + 8, *close = sender;
+    while (close < end && *close != '>') close++;
+    if (close == end || !starts(close, end, ">, ", 3)) return SLOW;
+    const char *r = close + 3;
+    PyObject *rec;
+    if (starts(r, end, "size=", 5)) {
+        const char *size = r + 5, *e = size;
+        while (e < end && is_digit(*e)) e++;
+        if (e == size || e - size > 18 || !starts(e, end, ", nrcpt=", 8)) return SLOW;
+        const char *nrcpt = e + 8, *e2 = nrcpt;
+        while (e2 < end && is_digit(*e2)) e2++;
+        if (e2 == nrcpt || e2 - nrcpt > 18 || !starts(e2, end, " (queue active)", 15) ||
+            !only_newlines(e2 + 15, end))
+            return SLOW;
+        long long a = 0, b = 0;
+        for (const char *c = size; c < e; c++) a = a * 10 + (*c - '0');
+        for (const char *c = nrcpt; c < e2; c++) b = b * 10 + (*c - '0');
+        rec = Py_BuildValue("(OdOONNLL)", s->kinds[MESSAGE_FROM], ts, host, name, text(p, q - p),
+                            text(sender, close - sender), a, b);
+    } else if (starts(r, end, "status=expired, returned to sender", 34) &&
+               only_newlines(r + 34, end)) {
+        rec = Py_BuildValue("(OdOONN)", s->kinds[EXPIRED], ts, host, name, text(p, q - p),
+                            text(sender, close - sender));
+    } else {
+        return SLOW;
+    }
+    if (rec == NULL) return FAIL;
+    int rc = PyList_Append(out, rec);
+    Py_DECREF(rec);
+    counts[C_QUEUE]++;
+    return rc < 0 ? FAIL : EMIT;
+}
+
+/* The parsed fields of a delivery line (pointers into the line). */
+typedef struct {
+    const char *qid, *rcpt, *orig, *relay, *dsn, *status, *after;
+    Py_ssize_t qid_n, rcpt_n, orig_n, relay_n, dsn_n, status_n;
+} Delivery;
+
+/* parse.py's _DELIVERY pattern, matched at the start of the text; 0 when it does not match */
+static int delivery(const char *p, const char *end, Delivery *d) {
+    const char *q = queue_id(p, end);
+    if (q == NULL || !starts(q, end, ": to=<", 6)) return 0;
+    d->qid = p;
+    d->qid_n = q - p;
+    d->rcpt = q + 6;
+    const char *c = d->rcpt;
+    while (c < end && *c != '>') c++;
+    if (!starts(c, end, ">, ", 3)) return 0;
+    d->rcpt_n = c - d->rcpt;
+    c += 3;
+    d->orig = NULL;
+    d->orig_n = 0;
+    if (starts(c, end, "orig_to=<", 9)) {
+        d->orig = c + 9;
+        c = d->orig;
+        while (c < end && *c != '>') c++;
+        if (!starts(c, end, ">, ", 3)) return 0;
+        d->orig_n = c - d->orig;
+        c += 3;
+    }
+    if (!starts(c, end, "relay=", 6)) return 0;
+    d->relay = c + 6;
+    c = d->relay;
+    while (c < end && *c != ',') c++;
+    if (!starts(c, end, ", ", 2)) return 0;
+    d->relay_n = c - d->relay;
+    c += 2;
+    if (starts(c, end, "conn_use=", 9) && (c = run_then_comma(c + 9, end, only_digit, 1)) == NULL)
+        return 0;
+    if (!starts(c, end, "delay=", 6) || (c = run_then_comma(c + 6, end, digit_or_dot, 1)) == NULL)
+        return 0;
+    if (starts(c, end, "delays=", 7) &&
+        (c = run_then_comma(c + 7, end, digit_dot_slash, 1)) == NULL)
+        return 0;
+    if (!starts(c, end, "dsn=", 4)) return 0;
+    d->dsn = c + 4;
+    c = d->dsn;
+    if (c >= end || (*c != '2' && *c != '4' && *c != '5') || !starts(c + 1, end, ".", 1))
+        return 0;
+    c += 2;
+    for (int part = 0; part < 2; part++) {
+        const char *digits = c;
+        while (c < end && is_digit(*c) && c - digits < 3) c++;
+        if (c == digits) return 0;
+        if (part == 0) {
+            if (!starts(c, end, ".", 1)) return 0;
+            c++;
+        }
+    }
+    d->dsn_n = c - d->dsn;
+    if (!starts(c, end, ", status=", 9)) return 0;
+    d->status = c + 9;
+    c = d->status;
+    while (c < end && ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z'))) c++;
+    if (c == d->status || !starts(c, end, " (", 2)) return 0;
+    d->status_n = c - d->status;
+    d->after = c + 2;
+    return 1;
+}
+
+static int attempt(Scanner *s, PyObject *out, PyObject *line, Py_ssize_t n, double ts, PyObject *host, PyObject *info, const char *p, const char *end,
+                   long *counts) {
+    Delivery d;
+    if (!delivery(p, end, &d)) return SLOW;
+    /* the reply runs to the closing parenthesis at the very end of the line */
+    int cut;
+    if (end - p >= 2 && end[-2] == ')' && end[-1] == '\n')
+        cut = 2;
+    else if (end - p >= 1 && end[-1] == ')')
+        cut = 1;
+    else if (end - p >= 3 && end[-3] == ')' && end[-2] == '\r' && end[-1] == '\n')
+        cut = 3;
+    else
+        return SLOW;
+    PyObject *state;
+    if (d.status_n == 4 && memcmp(d.status, "sent", 4) == 0)
+        state = s->sent;
+    else if (d.status_n == 8 && memcmp(d.status, "deferred", 8) == 0)
+        state = s->deferred;
+    else if (d.status_n == 7 && memcmp(d.status, "bounced", 7) == 0)
+        state = s->bounced;
+    else if (d.status_n == 10 && memcmp(d.status, "SOFTBOUNCE", 10) == 0)
+        state = s->deferred;  /* soft_bounce=yes: the mail stays queued */
+    else {
+        counts[C_OTHER]++;  /* address verification probes: deliverable/undeliverable */
+        return DONE;
+    }
+    PyObject *relay_text = text(d.relay, d.relay_n);
+    if (relay_text == NULL) return FAIL;
+    PyObject *where = PyDict_GetItemWithError(s->relays, relay_text);  /* borrowed */
+    if (where != NULL) {
+        Py_INCREF(where);
+    } else if (PyErr_Occurred()) {
+        Py_DECREF(relay_text);
+        return FAIL;
+    } else {
+        where = PyObject_CallFunctionObjArgs(s->relay, s->relays, relay_text, NULL);
+    }
+    Py_DECREF(relay_text);
+    if (where == NULL) return FAIL;
+    if (where == s->bad_relay || !PyTuple_Check(where) || PyTuple_GET_SIZE(where) != 3) {
+        Py_DECREF(where);
+        return SLOW;  /* Python counts it malformed, with its sample */
+    }
+    Py_ssize_t reply_n = (end - cut) - d.after;
+    if (reply_n < 0) {
+        Py_DECREF(where);
+        return SLOW;
+    }
+    if (reply_n > MAX_REPLY) reply_n = MAX_REPLY;
+    PyObject *reply = text(d.after, reply_n);
+    PyObject *dsn = text(d.dsn, d.dsn_n);
+    PyObject *rcpt = PyUnicode_New(d.rcpt_n, 127);
+    if (reply == NULL || dsn == NULL || rcpt == NULL) goto fail;
+    Py_UCS1 *low = PyUnicode_1BYTE_DATA(rcpt);
+    Py_ssize_t at = -1;
+    for (Py_ssize_t i = 0; i < d.rcpt_n; i++) {
+        char c = d.rcpt[i];
+        low[i] = (Py_UCS1)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+        if (c == '@') at = i;
+    }
+    PyObject *reason;
+    if (state == s->sent) {
+        reason = s->accepted;
+        Py_INCREF(reason);
+    } else {
+        reason = PyObject_CallFunctionObjArgs(s->classify, state, dsn, reply, NULL);
+        if (reason == NULL) goto fail;
+    }
+    PyObject *domain = at >= 0 ? PyUnicode_Substring(rcpt, at + 1, d.rcpt_n) : text("", 0);
+    PyObject *orig;
+    if (d.orig != NULL) {
+        orig = text(d.orig, d.orig_n);
+    } else {
+        orig = Py_None;
+        Py_INCREF(orig);
+    }
+    PyObject *trimmed = cut > 1 ? PyUnicode_Substring(line, 0, n + 1 - cut) : (Py_INCREF(line), line);
+    PyObject *rec = NULL;
+    if (domain != NULL && orig != NULL && trimmed != NULL) {
+        rec = PyTuple_New(17);
+        if (rec != NULL) {
+            PyObject *name = PyTuple_GET_ITEM(info, 0), *service = PyTuple_GET_ITEM(info, 1);
+            PyObject *ts_obj = PyFloat_FromDouble(ts);
+            PyObject *qid = text(d.qid, d.qid_n);
+            if (ts_obj == NULL || qid == NULL) {
+                Py_XDECREF(ts_obj);
+                Py_XDECREF(qid);
+                Py_CLEAR(rec);
+            } else {
+                Py_INCREF(s->kinds[ATTEMPT]); Py_INCREF(host); Py_INCREF(name);
+                Py_INCREF(service); Py_INCREF(state);
+                PyObject *items[17] = {s->kinds[ATTEMPT], ts_obj, host, name, service, qid, rcpt,
+                                       domain, orig, PyTuple_GET_ITEM(where, 0),
+                                       PyTuple_GET_ITEM(where, 1), PyTuple_GET_ITEM(where, 2),
+                                       dsn, state, reply, reason, trimmed};
+                Py_INCREF(items[9]); Py_INCREF(items[10]); Py_INCREF(items[11]);
+                for (int i = 0; i < 17; i++) PyTuple_SET_ITEM(rec, i, items[i]);
+                rcpt = dsn = reply = reason = domain = orig = trimmed = NULL;  /* owned by rec */
+            }
+        }
+    }
+    Py_XDECREF(domain); Py_XDECREF(orig); Py_XDECREF(trimmed); Py_XDECREF(reason);
+    Py_XDECREF(rcpt); Py_XDECREF(dsn); Py_XDECREF(reply);
+    Py_DECREF(where);
+    if (rec == NULL) return FAIL;
+    int rc = PyList_Append(out, rec);
+    Py_DECREF(rec);
+    counts[C_ATTEMPTS]++;
+    return rc < 0 ? FAIL : EMIT;
+fail:
+    Py_XDECREF(reply); Py_XDECREF(dsn); Py_XDECREF(rcpt);
+    Py_DECREF(where);
+    return FAIL;
+}
+
+/* One line: SLOW (Python's), DONE, EMIT or FAIL. */
+static int one(Scanner *s, PyObject *line, PyObject *out, long *counts) {
+    if (!PyUnicode_Check(line) || !PyUnicode_IS_ASCII(line)) return SLOW;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(line);
+    const char *l = (const char *)PyUnicode_1BYTE_DATA(line);
+    if (n == 0 || l[0] < '0') return SLOW;
+    int classic = l[0] > '9';
+    int want = classic ? 5 : 3;  /* fields before the text */
+    const char *f[6], *fe[6];
+    const char *p = l, *end = l + n;
+    for (int i = 0; i < want; i++) {
+        while (p < end && is_space((unsigned char)*p)) p++;
+        if (p == end) return SLOW;  /* too few fields: Python calls it malformed */
+        f[i] = p;
+        while (p < end && !is_space((unsigned char)*p)) p++;
+        fe[i] = p;
+    }
+    while (p < end && is_space((unsigned char)*p)) p++;
+    const char *txt = p;  /* the text: empty when the line ends after the program */
+    PyObject *program = text(f[want - 1], fe[want - 1] - f[want - 1]);
+    if (program == NULL) return FAIL;
+    PyObject *info = PyDict_GetItemWithError(s->names, program);  /* borrowed */
+    if (info != NULL) {
+        Py_INCREF(info);
+    } else if (PyErr_Occurred()) {
+        Py_DECREF(program);
+        return FAIL;
+    } else {
+        info = PyObject_CallOneArg(s->learn, program);
+    }
+    Py_DECREF(program);
+    if (info == NULL) return FAIL;
+    if (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) != 3) {
+        Py_DECREF(info);
+        PyErr_SetString(PyExc_TypeError, "a syslog name's info must be (name, service, kind)");
+        return FAIL;
+    }
+    long kind = PyLong_AsLong(PyTuple_GET_ITEM(info, 2));
+    if (kind == -1 && PyErr_Occurred()) {
+        Py_DECREF(info);
+        return FAIL;
+    }
+    if (kind >= 0 && kind < NCOUNTS) {
+        counts[kind]++;
+        Py_DECREF(info);
+        return DONE;
+    }
+    if ((kind != K_DELIVERY && kind != K_QMGR && kind != K_NOTIFY) || txt == end) {
+        Py_DECREF(info);
+        return SLOW;
+    }
+    double ts;
+    int rc = stamp(s, line, l, n, classic, f[0], fe[0] - f[0], &ts);
+    if (rc != EMIT) {
+        Py_DECREF(info);
+        return rc;
+    }
+    if (kind == K_NOTIFY) {
+        Py_DECREF(info);
+        if (find(txt, end - txt, " notification: ", 15) != NULL) return SLOW;
+        counts[C_OTHER]++;
+        return DONE;
+    }
+    int has_to = find(txt, end - txt, ": to=<", 6) != NULL;
+    if (kind == K_QMGR && !has_to) {
+        PyObject *host = NULL;
+        if (find(txt, end - txt, ": from=<", 8) != NULL) {
+            host = text(f[want - 2], fe[want - 2] - f[want - 2]);
+            rc = host == NULL ? FAIL
+                              : qmgr_from(s, out, ts, host, PyTuple_GET_ITEM(info, 0), txt, end,
+                                          counts);
+        } else {
+            /* qid: removed */
+            const char *q = queue_id(txt, end);
+            if (q != NULL && starts(q, end, ": removed", 9) && only_newlines(q + 9, end)) {
+                host = text(f[want - 2], fe[want - 2] - f[want - 2]);
+                PyObject *rec =
+                    host == NULL ? NULL
+                                 : Py_BuildValue("(OdOON)", s->kinds[REMOVED], ts, host,
+                                                 PyTuple_GET_ITEM(info, 0), text(txt, q - txt));
+                rc = rec == NULL ? FAIL : (PyList_Append(out, rec) < 0 ? FAIL : EMIT);
+                Py_XDECREF(rec);
+                if (rc == EMIT) counts[C_QUEUE]++;
+            } else {
+                counts[C_OTHER]++;
+                rc = DONE;
+            }
+        }
+        Py_XDECREF(host);
+        Py_DECREF(info);
+        return rc;
+    }
+    if (!has_to) {  /* TLS chatter, "host X said:", "connect to ...", warnings */
+        Py_DECREF(info);
+        counts[C_OTHER]++;
+        return DONE;
+    }
+    if (kind == K_QMGR && find(txt, end - txt, ": from=<", 8) != NULL) {
+        Py_DECREF(info);
+        return SLOW;  /* both markers: Python's order of tests decides */
+    }
+    PyObject *host = text(f[want - 2], fe[want - 2] - f[want - 2]);
+    if (host == NULL) {
+        Py_DECREF(info);
+        return FAIL;
+    }
+    rc = attempt(s, out, line, n, ts, host, info, txt, end, counts);
+    Py_DECREF(host);
+    Py_DECREF(info);
+    return rc;
+}
+
+static int flush_counts(Scanner *s, long *counts) {
+    for (int i = 0; i < NCOUNTS; i++) {
+        if (!counts[i]) continue;
+        PyObject *old = PyList_GET_ITEM(s->counts, i);
+        PyObject *add = PyLong_FromLong(counts[i]);
+        if (add == NULL) return -1;
+        PyObject *sum = PyNumber_Add(old, add);
+        Py_DECREF(add);
+        if (sum == NULL) return -1;
+        PyList_SetItem(s->counts, i, sum);  /* steals sum, releases old */
+        counts[i] = 0;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(scan_doc,
+"scan(lines, start) -> (records, stop)\n\n"
+"Read lines[start:] until a line only the Python loop can read; return the records of the lines\n"
+"before it and its index (len(lines) when every line was read).");
+
+static PyObject *Scanner_scan(Scanner *s, PyObject *args) {
+    PyObject *lines;
+    Py_ssize_t start;
+    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &lines, &start)) return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    long counts[NCOUNTS] = {0};
+    Py_ssize_t n = PyList_GET_SIZE(lines), i = start < 0 ? 0 : start;
+    for (; i < n; i++) {
+        PyObject *line = PyList_GET_ITEM(lines, i);
+        Py_INCREF(line);
+        int rc = one(s, line, out, counts);
+        Py_DECREF(line);
+        if (rc == FAIL) {
+            flush_counts(s, counts);
+            Py_DECREF(out);
+            return NULL;
+        }
+        if (rc == SLOW) break;
+    }
+    if (flush_counts(s, counts) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return Py_BuildValue("(Nn)", out, i);
+}
+
+PyDoc_STRVAR(forget_doc, "forget()\n\nDrop the remembered stamp (after the Python loop read a line).");
+
+static PyObject *Scanner_forget(Scanner *s, PyObject *Py_UNUSED(ignored)) {
+    s->have_last = 0;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Scanner_methods[] = {
+    {"scan", (PyCFunction)Scanner_scan, METH_VARARGS, scan_doc},
+    {"forget", (PyCFunction)Scanner_forget, METH_NOARGS, forget_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ScannerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "inboxops.reputation._scan.Scanner",
+    .tp_basicsize = sizeof(Scanner),
+    .tp_dealloc = (destructor)Scanner_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The common lines of a Postfix log, read as PostfixLogParser._loop reads them.",
+    .tp_methods = Scanner_methods,
+    .tp_init = (initproc)Scanner_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static struct PyModuleDef scan_module = {
+    PyModuleDef_HEAD_INIT, "_scan",
+    "The Postfix log parser's hot loop in C (see inboxops.reputation.parse).", -1, NULL,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__scan(void) {
+    if (PyType_Ready(&ScannerType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&scan_module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&ScannerType);
+    if (PyModule_AddObject(m, "Scanner", (PyObject *)&ScannerType) < 0) {
+        Py_DECREF(&ScannerType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -47,6 +47,31 @@ def both(lines: list[str], **kwargs: Any) -> tuple[list[Any], Any]:
     return fast, fast_stats
 
 
+def as_text(lines: list[str], size: int = 5000) -> list[str]:
+    """``lines`` as blocks of whole lines, as the parallel reader hands them over."""
+    blocks, current = [], ""
+    for line in lines:
+        current += line
+        if len(current) >= size:
+            blocks.append(current)
+            current = ""
+    return [*blocks, current]
+
+
+def both_text(text: list[str], **kwargs: Any) -> tuple[list[Any], Any]:
+    """Blocks of text through the scanner against their lines through the Python loop."""
+    fast = PostfixLogParser(**{"ref": REF, **kwargs})
+    records = list(fast.records_of_text(text))
+    slow = PostfixLogParser(**{"ref": REF, "accelerated": False, **kwargs})
+    lines = [line for block in text for line in block.splitlines(keepends=True)]
+    expected = list(slow.records(lines))
+    assert fast.stats == slow.stats
+    assert len(records) == len(expected)
+    for i, (a, b) in enumerate(zip(records, expected, strict=True)):
+        assert a == b, (i, a, b)
+    return records, fast.stats
+
+
 def test_the_scanner_is_built_wherever_ci_runs() -> None:
     """The install builds it (setup.py); a CI run without it would test only the fallback."""
     if os.environ.get("CI"):
@@ -61,6 +86,7 @@ def test_the_scanner_is_built_wherever_ci_runs() -> None:
 def test_a_whole_fleet_log_in_each_style(style: str) -> None:
     lines = list(FleetLog(lines=40_000, seed=3, start=date(2026, 11, 2), days=6, style=style))
     records, stats = both(lines)
+    assert both_text(as_text(lines, 100_000)) == (records, stats)
     assert stats.attempts > 4000
     assert stats.queue_events > 8000
     assert stats.inbound > 10_000
@@ -93,6 +119,7 @@ def test_a_line_for_python_at_a_chunk_edge(at: int) -> None:
     odd = 'Nov 24 14:49:59 out05 postfix-out05/smtp[1]: B1: to=<"a>b"@x.example>, relay=none, '
     lines[at] = odd + "delay=1, dsn=4.4.1, status=deferred (connect to x.example: refused)\n"
     records, stats = both(lines)
+    assert both_text(as_text(lines)) == (records, stats)
     assert stats.attempts == 2 * CHUNK - 1
     assert stats.malformed == 1  # "B1" is too short an id
     assert all(r[6].endswith("@gmail.com") for r in records)
@@ -147,6 +174,7 @@ def test_damaged_real_lines_are_read_alike(edits: list[tuple[int, int, str]]) ->
         picked.append(line[:cut] + junk + line[cut + len(junk) // 2 :])
         picked.append(REAL[(index + 1) % len(REAL)])
     both(picked)
+    both_text(as_text(picked, 300))
 
 
 @needs_scanner
@@ -154,6 +182,18 @@ def test_damaged_real_lines_are_read_alike(edits: list[tuple[int, int, str]]) ->
 @given(st.lists(st.text(max_size=200), max_size=12))
 def test_arbitrary_text_is_read_alike(lines: list[str]) -> None:
     both(lines)
+    both_text(lines)  # each string a block: any line ends, or none
+
+
+@needs_scanner
+def test_blocks_are_cut_where_splitlines_cuts_them() -> None:
+    """Every line end str.splitlines knows, in ASCII blocks and in one that is not."""
+    line = _delivery(1)
+    ends = ["\n", "\r\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", ""]
+    ascii_block = "".join(line[:-1] + end for end in ends)
+    records, stats = both_text([ascii_block, ascii_block.replace("OK", "OK \u2028 é")])
+    assert stats.lines == len(ends) + 2 * len(ends)  # \u2028 cuts each line of the second
+    assert stats.attempts == len(records) == 3  # ")\n", ")\r\n", and ")" at the block's end
 
 
 _PRE = "Nov 24 14:49:05 out05 postfix-out05/"

@@ -182,6 +182,46 @@ def test_ties_go_to_the_later_line_in_a_merge_as_in_one_pass() -> None:
 
 
 @pytest.mark.parametrize(
+    ("first", "second", "expired"),
+    [
+        # deferred, then delivered in the later part; the message's expiry settles only the
+        # recipient still pending, never the delivered one
+        ([("a", "deferred", 100.0)], [("a", "sent", 200.0), ("b", "deferred", 200.0)], True),
+        # a final status and a deferral in the same second: the final one stands, whichever
+        # part it is in
+        ([("a", "sent", 100.0)], [("a", "deferred", 100.0)], False),
+        ([("a", "deferred", 100.0)], [("a", "bounced", 100.0)], False),
+        # the later part's attempt is older (an interleaved log): the newer one stands
+        ([("a", "bounced", 300.0)], [("a", "deferred", 100.0), ("b", "deferred", 100.0)], True),
+    ],
+)
+def test_a_recipient_in_both_parts_counts_once_as_in_one_pass(
+    first: list[tuple[str, str, float]], second: list[tuple[str, str, float]], expired: bool
+) -> None:
+    def rows(spec: list[tuple[str, str, float]]) -> Batch:
+        batch = Batch(
+            [
+                _row(recipient=f"{who}@example.com", status=status, ts=ts, reason="other")
+                for who, status, ts in spec
+            ]
+        )
+        if expired:
+            batch.expiries.append(("h/postfix", "Q1", 400.0))
+        return batch
+
+    one = Aggregator()
+    one.add(rows(first))
+    one.add(rows(second))
+    apart, later = Aggregator(), Aggregator()
+    apart.add(rows(first))
+    later.add(rows(second))
+    apart.merge(later.partial())
+    assert _figures(apart) == _figures(one)
+    outcomes = [(f.delivered, f.bounced, f.expired, f.pending) for f in one.figures().values()]
+    assert sum(sum(o) for o in outcomes) == len({who for who, _, _ in first + second})
+
+
+@pytest.mark.parametrize(
     ("field", "value"),
     [
         ("reply", "550 evil\x1b[31m text\x00"),

@@ -16,6 +16,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdarg.h>
 #include <string.h>
 
 #define K_DELIVERY 10
@@ -31,21 +32,42 @@
 #define EXPIRED 2
 #define REMOVED 4
 
+/* Syslog program tokens seen lately ("postfix-out05/smtp[4711]:") and their (name, service,
+ * kind): direct-mapped by hash, so the common line costs no str object and no dict lookup. The
+ * info of a token never changes, so a stale slot is only ever overwritten, never wrong. */
+#define PROGRAMS 1024
+#define PROGRAM_MAX 48
+typedef struct {
+    Py_ssize_t len;
+    char key[PROGRAM_MAX];
+    PyObject *info;
+    long kind;
+} Program;
+
 typedef struct {
     PyObject_HEAD
+    Program programs[PROGRAMS];
     PyObject *names, *learn, *bad, *counts, *minutes, *syslog, *iso, *relays, *relay;
     PyObject *classify, *accepted, *bad_relay;
     PyObject *sent, *deferred, *bounced;  /* the parser's status words */
     PyObject *kinds[5];                   /* the record kinds as ints */
-    char last_stamp[15];
+    char last_stamp[15];  /* the last event line's stamp and its time */
     int have_last;
     double last_ts;
+    char last_minute[12];  /* the last minute looked up ("Nov 24 14:49") and its epoch */
+    int have_minute;
+    double minute_base;
+    char last_host[64];  /* the last host name made into a str, and that str */
+    Py_ssize_t last_host_n;
+    PyObject *host;
 } Scanner;
 
-/* Python's str.split() whitespace, for ASCII */
-static inline int is_space(unsigned char c) {
-    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
-}
+/* Python's str.split() whitespace, for ASCII: \t \n \v \f \r, 0x1c-0x1f and the space */
+static const unsigned char SPACE[256] = {
+    ['\t'] = 1, ['\n'] = 1, ['\v'] = 1, ['\f'] = 1, ['\r'] = 1,
+    [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, [' '] = 1,
+};
+static inline int is_space(unsigned char c) { return SPACE[c]; }
 static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
 static inline int is_alnum(char c) {
     return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -93,6 +115,59 @@ static int only_newlines(const char *p, const char *end) {
 
 static PyObject *text(const char *p, Py_ssize_t n) { return PyUnicode_FromStringAndSize(p, n); }
 
+/* Where a line's text lives: a str of its own, or a stretch of a block of lines. */
+typedef struct {
+    PyObject *obj;
+    Py_ssize_t off;
+    Py_ssize_t len;
+} Src;
+
+/* The line's first n characters as a str (a new reference). */
+static PyObject *src_line(const Src *src, Py_ssize_t n) {
+    if (src->off == 0 && n == PyUnicode_GET_LENGTH(src->obj)) {
+        Py_INCREF(src->obj);
+        return src->obj;
+    }
+    return PyUnicode_Substring(src->obj, src->off, src->off + n);
+}
+
+/* bad(line): DONE, or FAIL */
+static int call_bad(Scanner *s, const Src *src) {
+    PyObject *line = src_line(src, src->len);
+    if (line == NULL) return -1;
+    PyObject *b = PyObject_CallOneArg(s->bad, line);
+    Py_DECREF(line);
+    if (b == NULL) return -1;
+    Py_DECREF(b);
+    return 0;
+}
+
+/* A tuple of n new references (stolen); NULL, with every one released, if any is NULL. */
+static PyObject *pack(int n, ...) {
+    PyObject *items[8];
+    va_list ap;
+    va_start(ap, n);
+    int ok = 1;
+    for (int i = 0; i < n; i++) {
+        items[i] = va_arg(ap, PyObject *);
+        if (items[i] == NULL) ok = 0;
+    }
+    va_end(ap);
+    PyObject *t = ok ? PyTuple_New(n) : NULL;
+    for (int i = 0; i < n; i++) {
+        if (t != NULL)
+            PyTuple_SET_ITEM(t, i, items[i]);
+        else
+            Py_XDECREF(items[i]);
+    }
+    return t;
+}
+
+static PyObject *new_ref(PyObject *o) {
+    Py_INCREF(o);
+    return o;
+}
+
 static void Scanner_dealloc(Scanner *s) {
     Py_XDECREF(s->names); Py_XDECREF(s->learn); Py_XDECREF(s->bad); Py_XDECREF(s->counts);
     Py_XDECREF(s->minutes); Py_XDECREF(s->syslog); Py_XDECREF(s->iso); Py_XDECREF(s->relays);
@@ -100,6 +175,8 @@ static void Scanner_dealloc(Scanner *s) {
     Py_XDECREF(s->bad_relay); Py_XDECREF(s->sent); Py_XDECREF(s->deferred);
     Py_XDECREF(s->bounced);
     for (int i = 0; i < 5; i++) Py_XDECREF(s->kinds[i]);
+    for (int i = 0; i < PROGRAMS; i++) Py_XDECREF(s->programs[i].info);
+    Py_XDECREF(s->host);
     Py_TYPE(s)->tp_free((PyObject *)s);
 }
 
@@ -127,7 +204,7 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
     Py_XSETREF(s->deferred, PyUnicode_InternFromString("deferred"));
     Py_XSETREF(s->bounced, PyUnicode_InternFromString("bounced"));
     for (int i = 0; i < 5; i++) Py_XSETREF(s->kinds[i], PyLong_FromLong(i));
-    s->have_last = 0;
+    s->have_last = s->have_minute = 0;
     return 0;
 }
 
@@ -140,7 +217,7 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
 #define FAIL -1
 
 /* The timestamp of an event line; SLOW, DONE (bad() called: no usable stamp), FAIL, or EMIT. */
-static int stamp(Scanner *s, PyObject *line, const char *l, Py_ssize_t n, int classic,
+static int stamp(Scanner *s, const Src *src, const char *l, Py_ssize_t n, int classic,
                  const char *f0, Py_ssize_t f0n, double *ts) {
     if (!classic) {
         PyObject *arg = text(f0, f0n);
@@ -150,10 +227,7 @@ static int stamp(Scanner *s, PyObject *line, const char *l, Py_ssize_t n, int cl
         if (r == NULL) return FAIL;
         if (r == Py_None) {
             Py_DECREF(r);
-            PyObject *b = PyObject_CallOneArg(s->bad, line);
-            if (b == NULL) return FAIL;
-            Py_DECREF(b);
-            return DONE;
+            return call_bad(s, src) < 0 ? FAIL : DONE;
         }
         *ts = PyFloat_AsDouble(r);
         Py_DECREF(r);
@@ -167,30 +241,37 @@ static int stamp(Scanner *s, PyObject *line, const char *l, Py_ssize_t n, int cl
     if (!is_digit(l[13]) || !is_digit(l[14])) return SLOW;
     int second = (l[13] - '0') * 10 + (l[14] - '0');
     if (second > 60) return SLOW;
-    PyObject *key = text(l, 12);
-    if (key == NULL) return FAIL;
-    PyObject *base = PyDict_GetItemWithError(s->minutes, key);  /* borrowed */
-    Py_DECREF(key);
-    if (base != NULL) {
-        *ts = PyFloat_AsDouble(base) + second;
-        if (*ts == -1.0 && PyErr_Occurred()) return FAIL;
+    if (s->have_minute && memcmp(l, s->last_minute, 12) == 0) {
+        *ts = s->minute_base + second;  /* what the clock's minute cache holds for it */
     } else {
-        if (PyErr_Occurred()) return FAIL;
-        PyObject *arg = text(l, 15);
-        if (arg == NULL) return FAIL;
-        PyObject *r = PyObject_CallOneArg(s->syslog, arg);
-        Py_DECREF(arg);
-        if (r == NULL) return FAIL;
-        if (r == Py_None) {
+        PyObject *key = text(l, 12);
+        if (key == NULL) return FAIL;
+        PyObject *base = PyDict_GetItemWithError(s->minutes, key);  /* borrowed */
+        Py_DECREF(key);
+        if (base != NULL) {
+            *ts = PyFloat_AsDouble(base) + second;
+            if (*ts == -1.0 && PyErr_Occurred()) return FAIL;
+        } else {
+            if (PyErr_Occurred()) return FAIL;
+            PyObject *arg = text(l, 15);
+            if (arg == NULL) return FAIL;
+            PyObject *r = PyObject_CallOneArg(s->syslog, arg);
+            Py_DECREF(arg);
+            if (r == NULL) return FAIL;
+            if (r == Py_None) {
+                Py_DECREF(r);
+                s->have_minute = 0;  /* the clock may have moved on */
+                return call_bad(s, src) < 0 ? FAIL : DONE;
+            }
+            *ts = PyFloat_AsDouble(r);
             Py_DECREF(r);
-            PyObject *b = PyObject_CallOneArg(s->bad, line);
-            if (b == NULL) return FAIL;
-            Py_DECREF(b);
-            return DONE;
+            if (*ts == -1.0 && PyErr_Occurred()) return FAIL;
         }
-        *ts = PyFloat_AsDouble(r);
-        Py_DECREF(r);
-        if (*ts == -1.0 && PyErr_Occurred()) return FAIL;
+        /* Only the clock's syslog() changes what a minute reads as, and only for the minute it
+         * is asked about: this one, from now on. */
+        memcpy(s->last_minute, l, 12);
+        s->minute_base = *ts - second;
+        s->have_minute = 1;
     }
     memcpy(s->last_stamp, l, 15);
     s->last_ts = *ts;
@@ -220,12 +301,13 @@ static int qmgr_from(Scanner *s, PyObject *out, double ts, PyObject *host, PyObj
         long long a = 0, b = 0;
         for (const char *c = size; c < e; c++) a = a * 10 + (*c - '0');
         for (const char *c = nrcpt; c < e2; c++) b = b * 10 + (*c - '0');
-        rec = Py_BuildValue("(OdOONNLL)", s->kinds[MESSAGE_FROM], ts, host, name, text(p, q - p),
-                            text(sender, close - sender), a, b);
+        rec = pack(8, new_ref(s->kinds[MESSAGE_FROM]), PyFloat_FromDouble(ts), new_ref(host),
+                   new_ref(name), text(p, q - p), text(sender, close - sender),
+                   PyLong_FromLongLong(a), PyLong_FromLongLong(b));
     } else if (starts(r, end, "status=expired, returned to sender", 34) &&
                only_newlines(r + 34, end)) {
-        rec = Py_BuildValue("(OdOONN)", s->kinds[EXPIRED], ts, host, name, text(p, q - p),
-                            text(sender, close - sender));
+        rec = pack(6, new_ref(s->kinds[EXPIRED]), PyFloat_FromDouble(ts), new_ref(host),
+                   new_ref(name), text(p, q - p), text(sender, close - sender));
     } else {
         return SLOW;
     }
@@ -304,7 +386,7 @@ static int delivery(const char *p, const char *end, Delivery *d) {
     return 1;
 }
 
-static int attempt(Scanner *s, PyObject *out, PyObject *line, Py_ssize_t n, double ts, PyObject *host, PyObject *info, const char *p, const char *end,
+static int attempt(Scanner *s, PyObject *out, const Src *src, Py_ssize_t n, double ts, PyObject *host, PyObject *info, const char *p, const char *end,
                    long *counts) {
     Delivery d;
     if (!delivery(p, end, &d)) return SLOW;
@@ -381,7 +463,7 @@ static int attempt(Scanner *s, PyObject *out, PyObject *line, Py_ssize_t n, doub
         orig = Py_None;
         Py_INCREF(orig);
     }
-    PyObject *trimmed = cut > 1 ? PyUnicode_Substring(line, 0, n + 1 - cut) : (Py_INCREF(line), line);
+    PyObject *trimmed = src_line(src, cut > 1 ? n + 1 - cut : n);
     PyObject *rec = NULL;
     if (domain != NULL && orig != NULL && trimmed != NULL) {
         rec = PyTuple_New(17);
@@ -420,11 +502,69 @@ fail:
     return FAIL;
 }
 
+/* The host field as a str (a new reference): the same object while the host stays the same. */
+static PyObject *host_name(Scanner *s, const char *p, Py_ssize_t n) {
+    if (s->host != NULL && s->last_host_n == n && memcmp(s->last_host, p, (size_t)n) == 0)
+        return new_ref(s->host);
+    PyObject *host = text(p, n);
+    if (host != NULL && n <= (Py_ssize_t)sizeof(s->last_host)) {
+        Py_XSETREF(s->host, new_ref(host));
+        memcpy(s->last_host, p, (size_t)n);
+        s->last_host_n = n;
+    }
+    return host;
+}
+
+/* The (name, service, kind) of a program token, a new reference; NULL on error. */
+static PyObject *program_info(Scanner *s, const char *p, Py_ssize_t n, long *kind) {
+    Program *slot = NULL;
+    if (n <= PROGRAM_MAX) {
+        unsigned int h = 2166136261u;
+        for (Py_ssize_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 16777619u;
+        slot = &s->programs[h % PROGRAMS];
+        if (slot->info != NULL && slot->len == n && memcmp(slot->key, p, (size_t)n) == 0) {
+            *kind = slot->kind;
+            Py_INCREF(slot->info);
+            return slot->info;
+        }
+    }
+    PyObject *program = text(p, n);
+    if (program == NULL) return NULL;
+    PyObject *info = PyDict_GetItemWithError(s->names, program);  /* borrowed */
+    if (info != NULL) {
+        Py_INCREF(info);
+    } else if (PyErr_Occurred()) {
+        Py_DECREF(program);
+        return NULL;
+    } else {
+        info = PyObject_CallOneArg(s->learn, program);
+    }
+    Py_DECREF(program);
+    if (info == NULL) return NULL;
+    if (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) != 3) {
+        Py_DECREF(info);
+        PyErr_SetString(PyExc_TypeError, "a syslog name's info must be (name, service, kind)");
+        return NULL;
+    }
+    *kind = PyLong_AsLong(PyTuple_GET_ITEM(info, 2));
+    if (*kind == -1 && PyErr_Occurred()) {
+        Py_DECREF(info);
+        return NULL;
+    }
+    if (slot != NULL) {
+        Py_INCREF(info);
+        Py_XSETREF(slot->info, info);
+        slot->len = n;
+        memcpy(slot->key, p, (size_t)n);
+        slot->kind = *kind;
+    }
+    return info;
+}
+
 /* One line: SLOW (Python's), DONE, EMIT or FAIL. */
-static int one(Scanner *s, PyObject *line, PyObject *out, long *counts) {
-    if (!PyUnicode_Check(line) || !PyUnicode_IS_ASCII(line)) return SLOW;
-    Py_ssize_t n = PyUnicode_GET_LENGTH(line);
-    const char *l = (const char *)PyUnicode_1BYTE_DATA(line);
+static int one(Scanner *s, const Src *src, PyObject *out, long *counts) {
+    Py_ssize_t n = src->len;
+    const char *l = (const char *)PyUnicode_1BYTE_DATA(src->obj) + src->off;
     if (n == 0 || l[0] < '0') return SLOW;
     int classic = l[0] > '9';
     int want = classic ? 5 : 3;  /* fields before the text */
@@ -439,29 +579,9 @@ static int one(Scanner *s, PyObject *line, PyObject *out, long *counts) {
     }
     while (p < end && is_space((unsigned char)*p)) p++;
     const char *txt = p;  /* the text: empty when the line ends after the program */
-    PyObject *program = text(f[want - 1], fe[want - 1] - f[want - 1]);
-    if (program == NULL) return FAIL;
-    PyObject *info = PyDict_GetItemWithError(s->names, program);  /* borrowed */
-    if (info != NULL) {
-        Py_INCREF(info);
-    } else if (PyErr_Occurred()) {
-        Py_DECREF(program);
-        return FAIL;
-    } else {
-        info = PyObject_CallOneArg(s->learn, program);
-    }
-    Py_DECREF(program);
+    long kind;
+    PyObject *info = program_info(s, f[want - 1], fe[want - 1] - f[want - 1], &kind);
     if (info == NULL) return FAIL;
-    if (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) != 3) {
-        Py_DECREF(info);
-        PyErr_SetString(PyExc_TypeError, "a syslog name's info must be (name, service, kind)");
-        return FAIL;
-    }
-    long kind = PyLong_AsLong(PyTuple_GET_ITEM(info, 2));
-    if (kind == -1 && PyErr_Occurred()) {
-        Py_DECREF(info);
-        return FAIL;
-    }
     if (kind >= 0 && kind < NCOUNTS) {
         counts[kind]++;
         Py_DECREF(info);
@@ -472,7 +592,7 @@ static int one(Scanner *s, PyObject *line, PyObject *out, long *counts) {
         return SLOW;
     }
     double ts;
-    int rc = stamp(s, line, l, n, classic, f[0], fe[0] - f[0], &ts);
+    int rc = stamp(s, src, l, n, classic, f[0], fe[0] - f[0], &ts);
     if (rc != EMIT) {
         Py_DECREF(info);
         return rc;
@@ -487,7 +607,7 @@ static int one(Scanner *s, PyObject *line, PyObject *out, long *counts) {
     if (kind == K_QMGR && !has_to) {
         PyObject *host = NULL;
         if (find(txt, end - txt, ": from=<", 8) != NULL) {
-            host = text(f[want - 2], fe[want - 2] - f[want - 2]);
+            host = host_name(s, f[want - 2], fe[want - 2] - f[want - 2]);
             rc = host == NULL ? FAIL
                               : qmgr_from(s, out, ts, host, PyTuple_GET_ITEM(info, 0), txt, end,
                                           counts);
@@ -495,11 +615,12 @@ static int one(Scanner *s, PyObject *line, PyObject *out, long *counts) {
             /* qid: removed */
             const char *q = queue_id(txt, end);
             if (q != NULL && starts(q, end, ": removed", 9) && only_newlines(q + 9, end)) {
-                host = text(f[want - 2], fe[want - 2] - f[want - 2]);
+                host = host_name(s, f[want - 2], fe[want - 2] - f[want - 2]);
                 PyObject *rec =
                     host == NULL ? NULL
-                                 : Py_BuildValue("(OdOON)", s->kinds[REMOVED], ts, host,
-                                                 PyTuple_GET_ITEM(info, 0), text(txt, q - txt));
+                                 : pack(5, new_ref(s->kinds[REMOVED]), PyFloat_FromDouble(ts),
+                                        new_ref(host), new_ref(PyTuple_GET_ITEM(info, 0)),
+                                        text(txt, q - txt));
                 rc = rec == NULL ? FAIL : (PyList_Append(out, rec) < 0 ? FAIL : EMIT);
                 Py_XDECREF(rec);
                 if (rc == EMIT) counts[C_QUEUE]++;
@@ -521,12 +642,12 @@ static int one(Scanner *s, PyObject *line, PyObject *out, long *counts) {
         Py_DECREF(info);
         return SLOW;  /* both markers: Python's order of tests decides */
     }
-    PyObject *host = text(f[want - 2], fe[want - 2] - f[want - 2]);
+    PyObject *host = host_name(s, f[want - 2], fe[want - 2] - f[want - 2]);
     if (host == NULL) {
         Py_DECREF(info);
         return FAIL;
     }
-    rc = attempt(s, out, line, n, ts, host, info, txt, end, counts);
+    rc = attempt(s, out, src, n, ts, host, info, txt, end, counts);
     Py_DECREF(host);
     Py_DECREF(info);
     return rc;
@@ -562,8 +683,10 @@ static PyObject *Scanner_scan(Scanner *s, PyObject *args) {
     Py_ssize_t n = PyList_GET_SIZE(lines), i = start < 0 ? 0 : start;
     for (; i < n; i++) {
         PyObject *line = PyList_GET_ITEM(lines, i);
+        if (!PyUnicode_Check(line) || !PyUnicode_IS_ASCII(line)) break;  /* Python's */
         Py_INCREF(line);
-        int rc = one(s, line, out, counts);
+        Src src = {line, 0, PyUnicode_GET_LENGTH(line)};
+        int rc = one(s, &src, out, counts);
         Py_DECREF(line);
         if (rc == FAIL) {
             flush_counts(s, counts);
@@ -579,15 +702,74 @@ static PyObject *Scanner_scan(Scanner *s, PyObject *args) {
     return Py_BuildValue("(Nn)", out, i);
 }
 
+/* str.splitlines()'s line ends, for ASCII: \n, \r (and \r\n), \v, \f, 0x1c-0x1e */
+static const unsigned char LINE_END[256] = {
+    ['\n'] = 1, ['\r'] = 1, ['\v'] = 1, ['\f'] = 1, [0x1c] = 1, [0x1d] = 1, [0x1e] = 1,
+};
+
+PyDoc_STRVAR(scan_text_doc,
+"scan_text(text, pos) -> (records, pos, line)\n\n"
+"Read the lines of an ASCII block (whole lines, as str.splitlines(keepends=True) cuts them)\n"
+"from pos until a line only the Python loop can read: that line, and the position after it;\n"
+"line is None when the block was read to its end. No str is made of a line that needs none.");
+
+static PyObject *Scanner_scan_text(Scanner *s, PyObject *args) {
+    PyObject *block;
+    Py_ssize_t pos;
+    if (!PyArg_ParseTuple(args, "Un", &block, &pos)) return NULL;
+    if (!PyUnicode_IS_ASCII(block)) {
+        PyErr_SetString(PyExc_ValueError, "scan_text reads ASCII text only");
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    long counts[NCOUNTS] = {0};
+    const char *base = (const char *)PyUnicode_1BYTE_DATA(block);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(block);
+    if (pos < 0) pos = 0;
+    PyObject *slow = NULL;
+    while (pos < size) {
+        Py_ssize_t e = pos;
+        while (e < size && !LINE_END[(unsigned char)base[e]]) e++;
+        if (e < size) e += (base[e] == '\r' && e + 1 < size && base[e + 1] == '\n') ? 2 : 1;
+        Src src = {block, pos, e - pos};
+        int rc = one(s, &src, out, counts);
+        if (rc == FAIL) {
+            flush_counts(s, counts);
+            Py_DECREF(out);
+            return NULL;
+        }
+        if (rc == SLOW) {
+            slow = PyUnicode_Substring(block, pos, e);
+            if (slow == NULL) {
+                flush_counts(s, counts);
+                Py_DECREF(out);
+                return NULL;
+            }
+            pos = e;
+            break;
+        }
+        pos = e;
+    }
+    if (flush_counts(s, counts) < 0) {
+        Py_XDECREF(slow);
+        Py_DECREF(out);
+        return NULL;
+    }
+    if (slow == NULL) slow = new_ref(Py_None);
+    return pack(3, out, PyLong_FromSsize_t(pos), slow);
+}
+
 PyDoc_STRVAR(forget_doc, "forget()\n\nDrop the remembered stamp (after the Python loop read a line).");
 
 static PyObject *Scanner_forget(Scanner *s, PyObject *Py_UNUSED(ignored)) {
-    s->have_last = 0;
+    s->have_last = s->have_minute = 0;
     Py_RETURN_NONE;
 }
 
 static PyMethodDef Scanner_methods[] = {
     {"scan", (PyCFunction)Scanner_scan, METH_VARARGS, scan_doc},
+    {"scan_text", (PyCFunction)Scanner_scan_text, METH_VARARGS, scan_text_doc},
     {"forget", (PyCFunction)Scanner_forget, METH_NOARGS, forget_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -11,6 +11,7 @@ reader hands over its :class:`Partial`, and :meth:`Aggregator.merge` joins them 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -19,10 +20,15 @@ from inboxops.reputation.collect import NO_OPERATOR, Batch, Row
 from inboxops.reputation.metrics import Figures
 
 Key = tuple[date, str, str, str]  # day, syslog name, operator, segment
-RecipientKey = tuple[str, str, str]  # scope, queue id, recipient
-# a recipient's latest attempt: ts, final (0 for a deferral), status, syslog name, operator,
-# segment
-Latest = tuple[float, int, str, str, str, str]
+# A recipient is (scope, queue id, recipient), a queue (scope, queue id); both are held as
+# hash() of that tuple: ints pickle and compare far faster than tuples of text, and the reader
+# processes are forked, so they share the hash seed. 64 bits, like the store's digests.
+RecipientKey = int
+QueueKey = int
+# a recipient's latest attempt: ts, final (0 for a deferral), status, the key it counts under
+# (its day, unless an expiry moves it), and its queue
+Latest = tuple[float, int, str, Key, QueueKey]
+Outcome = tuple[Key, str]  # a key and a final status ("deferred": pending)
 
 _REASON_FIELD = {
     "throttled": "throttled",
@@ -42,11 +48,23 @@ class Partial:
     """What an :class:`Aggregator` has counted so far, to be merged into another (plain values
     that pickle cheaply: one per reader process)."""
 
-    attempts: dict[Key, tuple[Figures, set[RecipientKey]]] = field(default_factory=dict)
+    # per key: its attempt counters, the recipients attempted, and the key itself (one tuple
+    # per key, which every recipient's latest attempt refers to: pickled once)
+    attempts: dict[Key, tuple[Figures, set[RecipientKey], Key]] = field(default_factory=dict)
     last: dict[RecipientKey, Latest] = field(default_factory=dict)
-    expiries: dict[tuple[str, str], float] = field(default_factory=dict)
+    # each recipient counted once, under its latest attempt: kept up to date as rows come
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
+    # the recipients whose latest attempt is a deferral: an expiry may still settle them
+    pending: dict[RecipientKey, Latest] = field(default_factory=dict)
+    expiries: dict[QueueKey, float] = field(default_factory=dict)
     notices: set[tuple[str, str]] = field(default_factory=set)
     unsure: list[Row] = field(default_factory=list)
+
+
+def _newer(new: Latest, old: Latest) -> bool:
+    """Whether ``new`` (later in log order) replaces ``old`` as a recipient's latest attempt:
+    the later in time, a final status over a deferral in the same second, else log order."""
+    return new[0] > old[0] or (new[0] == old[0] and new[1] >= old[1])
 
 
 class Aggregator:
@@ -59,11 +77,6 @@ class Aggregator:
     def __init__(self, *, undecided: str = NO_OPERATOR) -> None:
         self.undecided = undecided
         self._state = Partial()
-        # per key: its attempt counters and the recipients attempted
-        self._attempts = self._state.attempts
-        # each recipient's latest attempt: the latest in time, a final status over a deferral
-        # in the same second, then the later in log order
-        self._last = self._state.last
         self._days: dict[float, date] = {}
         self._figures: dict[Key, Figures] | None = None
         self.notices_found = 0  # attempts of notices found only at the end
@@ -83,7 +96,8 @@ class Aggregator:
         state.notices.update((scope, qid) for scope, qid, _ in batch.notices)
         expiries = state.expiries
         for scope, qid, ts in batch.expiries:
-            expiries[(scope, qid)] = max(ts, expiries.get((scope, qid), ts))
+            queue = hash((scope, qid))
+            expiries[queue] = max(ts, expiries.get(queue, ts))
         sure = [r for r in batch.rows if r.sender_known]
         if len(sure) < len(batch.rows):
             state.unsure.extend(r for r in batch.rows if not r.sender_known)
@@ -98,22 +112,30 @@ class Aggregator:
         everything counted here (so its attempts win ties, as later lines do)."""
         state = self._state
         self._figures = None
-        attempts = self._attempts
-        for key, (f, recipients) in other.attempts.items():
+        attempts = state.attempts
+        for key, (f, recipients, _) in other.attempts.items():
             mine = attempts.get(key)
             if mine is None:
-                attempts[key] = (f, recipients)
+                attempts[key] = (f, recipients, key)
             else:
                 mine[0].add(f)
                 mine[1].update(recipients)
-        last = self._last
+        last, outcomes, pending = state.last, state.outcomes, state.pending
+        theirs, their_pending = Counter(other.outcomes), dict(other.pending)
         keep = {}
         for rkey in last.keys() & other.last.keys():  # recipients attempted in both parts
             old, new = last[rkey], other.last[rkey]
-            if new[0] < old[0] or (new[0] == old[0] and new[1] < old[1]):
+            if _newer(new, old):  # the later part's attempt stands: this one's goes
+                outcomes[(old[3], old[2])] -= 1
+                pending.pop(rkey, None)
+            else:
                 keep[rkey] = old
+                theirs[(new[3], new[2])] -= 1
+                their_pending.pop(rkey, None)
         last.update(other.last)
         last.update(keep)
+        outcomes.update(theirs)
+        pending.update(their_pending)
         expiries = state.expiries
         for queue, ts in other.expiries.items():
             expiries[queue] = max(ts, expiries.get(queue, ts))
@@ -121,7 +143,14 @@ class Aggregator:
         state.unsure.extend(other.unsure)
 
     def _count(self, rows: list[Row]) -> None:
-        attempts, last, days, day_of = self._attempts, self._last, self._days, self._day
+        state = self._state
+        attempts, last, outcomes, pending = (
+            state.attempts,
+            state.last,
+            state.outcomes,
+            state.pending,
+        )
+        days, day_of = self._days, self._day
         reason_field, undecided = _REASON_FIELD, self.undecided
         for r in rows:
             ts = r.ts
@@ -130,10 +159,12 @@ class Aggregator:
             key = (day, r.syslog_name, operator, r.segment)
             entry = attempts.get(key)
             if entry is None:
-                entry = attempts[key] = (Figures(), set())
+                entry = attempts[key] = (Figures(), set(), key)
+            key = entry[2]
             f = entry[0]
             f.attempts += 1
-            rkey = (r.scope, r.queue_id, r.recipient)
+            scope, qid = r.scope, r.queue_id
+            rkey = hash((scope, qid, r.recipient))
             entry[1].add(rkey)
             status = r.status
             final = 1
@@ -145,10 +176,20 @@ class Aggregator:
                 setattr(f, reason, getattr(f, reason) + 1)
                 if reason == "policy_blocked" and r.code == 550 and r.dsn == "5.7.1":
                     f.policy_blocked_550_571 += 1
+            latest = (ts, final, status, key, hash((scope, qid)))
             previous = last.get(rkey)
-            # ties go to the later row: log order
-            if previous is None or ts > previous[0] or (ts == previous[0] and final >= previous[1]):
-                last[rkey] = (ts, final, status, r.syslog_name, operator, r.segment)
+            if previous is None:
+                outcomes[(key, status)] += 1
+            elif _newer(latest, previous):  # ties go to the later row: log order
+                outcomes[(previous[3], previous[2])] -= 1
+                outcomes[(key, status)] += 1
+            else:
+                continue
+            last[rkey] = latest
+            if final:
+                pending.pop(rkey, None)
+            else:
+                pending[rkey] = latest
 
     def figures(self) -> dict[Key, Figures]:
         """The figures of everything added (computed once until more is added)."""
@@ -162,24 +203,24 @@ class Aggregator:
         if self._figures is not None:
             return self._figures
         out: dict[Key, Figures] = {}
-        for key, (f, recipients) in self._attempts.items():
+        for key, (f, recipients, _) in state.attempts.items():
             copy = Figures()
             copy.add(f)
             copy.recipients = len(recipients)
             out[key] = copy
-        # outcomes per key and status first, then onto the figures: fewer dynamic attributes
-        outcomes: dict[tuple[Key, str], int] = {}
+        # A pending recipient whose message expired at or after its last attempt counts as
+        # expired, on the day of the expiry.
+        outcomes = Counter(state.outcomes)
         expiries, days, day_of = state.expiries, self._days, self._day
-        for (scope, qid, _), (ts, _final, status, name, operator, segment) in self._last.items():
-            when = ts
-            if status == "deferred":
-                expiry = expiries.get((scope, qid))
-                if expiry is not None and expiry >= ts:
-                    status, when = "expired", expiry
-            day = days.get(when // 86400) or day_of(when)
-            okey = ((day, name, operator, segment), status)
-            outcomes[okey] = outcomes.get(okey, 0) + 1
+        for ts, _final, status, key, queue in state.pending.values():
+            expiry = expiries.get(queue)
+            if expiry is not None and expiry >= ts:
+                outcomes[(key, status)] -= 1
+                day = days.get(expiry // 86400) or day_of(expiry)
+                outcomes[((day, key[1], key[2], key[3]), "expired")] += 1
         for (key, status), n in outcomes.items():
+            if not n:
+                continue
             target = out.get(key)
             if target is None:
                 target = out[key] = Figures()

@@ -6,9 +6,10 @@ collects its range (:mod:`~inboxops.reputation.collect`) and sends batches of ro
 a bounded queue (back-pressure: a slow database makes the workers wait, memory stays flat).
 The parent writes the batches, in whatever order they come: the store is order-independent by
 design (notices and expiries apply to attempts stored before or after them). A dry run has
-nothing to write, so each worker aggregates its own range instead and sends one
-:class:`~inboxops.reputation.aggregate.Partial`; the parent merges them in range order, and the
-in-memory aggregator resolves a notice that lies in another range at the end.
+nothing to write, so each range is aggregated where it is read (the first in the parent itself,
+which has no database to look after) into one :class:`~inboxops.reputation.aggregate.Partial`;
+the parent merges them in range order, and the in-memory aggregator resolves a notice that lies
+in another range at the end.
 
 Not split: stdin and gzip (no seeking), small files, and runs with ``--year`` (the year of a
 range's first line would be ambiguous). A worker never touches the database; one that finds
@@ -68,13 +69,8 @@ def ranges(path: Path, parts: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
 
 
-def _lines(path: Path, start: int, end: int) -> Iterator[str]:
-    """The lines of a byte range; iterated at C level (a generator step per line cost a tenth
-    of a worker's time)."""
-    return itertools.chain.from_iterable(_blocks(path, start, end))
-
-
-def _blocks(path: Path, start: int, end: int) -> Iterator[list[str]]:
+def _blocks(path: Path, start: int, end: int) -> Iterator[str]:
+    """A byte range as text, a megabyte of whole lines at a time."""
     with path.open("rb") as fh:
         fh.seek(start)
         position = start
@@ -85,7 +81,7 @@ def _blocks(path: Path, start: int, end: int) -> Iterator[list[str]]:
             if not block.endswith(b"\n") and position + len(block) < end:
                 block += fh.readline()  # never split a line
             position += len(block)
-            yield block.decode("utf-8", "replace").splitlines(keepends=True)
+            yield block.decode("utf-8", "replace")
 
 
 _ROW_FIELDS = tuple(f.name for f in fields(Row))
@@ -128,6 +124,27 @@ class Counted:
     expiries: int
 
 
+def _count(
+    parser: PostfixLogParser,
+    collector: Collector,
+    records: Iterator[Any],
+    index: int,
+    undecided: str,
+) -> Counted:
+    """One range aggregated: what a worker sends, and what the parent counts itself."""
+    agg = Aggregator(undecided=undecided)
+    rows = expiries = 0
+    for batch in collector.run(records, SEND_EVERY):
+        agg.add(batch)
+        rows += len(batch.rows)
+        expiries += len(batch.expiries)
+    batch = collector.take()  # the rest
+    agg.add(batch)
+    rows += len(batch.rows)
+    expiries += len(batch.expiries)
+    return Counted(index, agg.partial(), rows, expiries)
+
+
 def _work(
     path: str,
     index: int,
@@ -145,27 +162,17 @@ def _work(
     try:
         parser = PostfixLogParser(tz=tz)
         collector = Collector(exclusions, classifier)
-        records = parser.records(_lines(Path(path), start, end), ref=ref)
+        records = parser.records_of_text(_blocks(Path(path), start, end), ref=ref)
         if aggregate is None:
             for batch in collector.run(records, SEND_EVERY):
                 _put(q, ("batch", _pack(batch.rows, digest), batch.expiries, batch.notices), parent)
             batch = collector.take()
             _put(q, ("batch", _pack(batch.rows, digest), batch.expiries, batch.notices), parent)
         else:
-            agg = Aggregator(undecided=aggregate)
-            rows = expiries = 0
-            for batch in collector.run(records, SEND_EVERY):
-                agg.add(batch)
-                rows += len(batch.rows)
-                expiries += len(batch.expiries)
-            batch = collector.take()  # the rest
-            agg.add(batch)
-            rows += len(batch.rows)
-            expiries += len(batch.expiries)
-            partial = agg.partial()
-            unsure = _pack(partial.unsure, False)
-            partial.unsure = []
-            _put(q, ("partial", index, partial, unsure, rows, expiries), parent)
+            counted = _count(parser, collector, records, index, aggregate)
+            unsure = _pack(counted.partial.unsure, False)
+            counted.partial.unsure = []
+            _put(q, ("partial", counted, unsure), parent)
         stats = parser.stats
         _put(
             q,
@@ -212,6 +219,9 @@ def read_parallel(
     ctx = mp.get_context("fork")  # the workers inherit the classifier; nothing is pickled in
     q = ctx.Queue(maxsize=QUEUE_DEPTH)
     me = os.getpid()
+    spans = ranges(path, parts)
+    # An aggregating run counts its first range here, beside the workers: a process fewer,
+    # and those figures never cross a pipe. A storing run leaves this process to the database.
     procs = [
         ctx.Process(
             target=_work,
@@ -222,7 +232,8 @@ def read_parallel(
             ),
             daemon=True,
         )
-        for i, (a, b) in enumerate(ranges(path, parts))
+        for i, (a, b) in enumerate(spans)
+        if aggregate is None or i > 0
     ]
     for p in procs:
         p.start()
@@ -230,6 +241,13 @@ def read_parallel(
     counted: list[Counted] = []
     done = 0
     try:
+        if aggregate is not None:
+            parser = PostfixLogParser(tz=tz)
+            collector = Collector(exclusions, classifier)
+            records = parser.records_of_text(_blocks(path, *spans[0]), ref=ref)
+            counted.append(_count(parser, collector, records, 0, aggregate))
+            stats = parser.stats
+            result.add(astuple(stats)[:-1], list(stats.samples), astuple(collector.excluded))
         while done < len(procs):
             message = q.get()
             kind = message[0]
@@ -237,9 +255,9 @@ def read_parallel(
                 _, rows, expiries, notices = message
                 yield Batch([Row(*r) for r in rows], expiries, notices)
             elif kind == "partial":
-                _, index, partial, unsure, n_rows, n_expiries = message
-                partial.unsure = [Row(*r) for r in unsure]
-                counted.append(Counted(index, partial, n_rows, n_expiries))
+                _, one, unsure = message
+                one.partial.unsure = [Row(*r) for r in unsure]
+                counted.append(one)
             elif kind == "done":
                 result.add(message[1], message[2], message[3])
                 done += 1

@@ -413,22 +413,35 @@ class PostfixLogParser:
         :data:`EVENT_TYPES` (``ATTEMPT`` ...), the fields in the order of that class. Lazy,
         like :meth:`parse`; the tuples come from lists of a few thousand (one C-level
         iteration each, instead of a generator step per event)."""
-        return chain.from_iterable(self._batches(lines, year, ref))
+        return chain.from_iterable(self._batches(_chunked(iter(lines)), year, ref))
+
+    def records_of_text(
+        self, blocks: Iterable[str], *, year: int | None = None, ref: datetime | None = None
+    ) -> Iterator[Record]:
+        """:meth:`records` of ``blocks`` of whole lines, each read as
+        ``block.splitlines(keepends=True)`` would cut it: the C scanner reads a block as it
+        stands and makes a str only of the lines it keeps (a big file read in megabytes)."""
+        return chain.from_iterable(self._batches(iter(blocks), year, ref))
 
     def _batches(
-        self, lines: Iterable[str], year: int | None, ref: datetime | None
+        self, pieces: Iterator[list[str] | str], year: int | None, ref: datetime | None
     ) -> Iterator[list[Record]]:
+        """Records, a list per piece of the log: a list of lines, or a block of text."""
         reference = ref or self.ref or datetime.now(UTC)
         clock = _Clock(self.tz, year if year is not None else self.year, reference)
         relays: dict[str, _Relay] = {}
-        it = iter(lines)
-        head = next(it, None)
-        if head is None:
+        for head in pieces:
+            if head:
+                break
+        else:
             return
-        clock.anchor(head[:15])  # the first line's year is the one inferred (or given)
-        it = chain((head,), it)
+        clock.anchor(head[0][:15] if isinstance(head, list) else head[:15])  # the first line's
+        pieces = chain((head,), pieces)  # year is the one inferred (or given)
+        loop = self._loop
         if _scan is None or not self.accelerated:
-            yield from _chunked(self._loop(it, clock, relays))
+            for piece in pieces:
+                lines = piece if isinstance(piece, list) else piece.splitlines(keepends=True)
+                yield list(loop(lines, clock, relays))
             return
         # The C scanner reads the common lines and stops at any other; the Python loop reads
         # that one, with the same clock and caches, and the scanner goes on after it.
@@ -446,17 +459,28 @@ class PostfixLogParser:
             accepted=ACCEPTED,
             bad_relay=_BAD_RELAY,
         )
-        scan, loop = scanner.scan, self._loop
-        for chunk in _chunked(it):
-            start, end = 0, len(chunk)
-            while True:
-                found, start = scan(chunk, start)
+        scan, scan_text = scanner.scan, scanner.scan_text
+        for piece in pieces:
+            if isinstance(piece, str):
+                if not piece.isascii():  # the scanner reads ASCII: this block line by line
+                    piece = piece.splitlines(keepends=True)
+                else:
+                    position, end = 0, len(piece)
+                    while position < end:
+                        found, position, line = scan_text(piece, position)
+                        yield found
+                        if line is not None:
+                            scanner.forget()  # the line below may move the clock on
+                            yield list(loop((line,), clock, relays))
+                    continue
+            start, end = 0, len(piece)
+            while start < end:
+                found, start = scan(piece, start)
                 yield found
-                if start >= end:
-                    break
-                scanner.forget()  # the line below may move the clock on
-                yield list(loop((chunk[start],), clock, relays))
-                start += 1
+                if start < end:
+                    scanner.forget()
+                    yield list(loop((piece[start],), clock, relays))
+                    start += 1
 
     def _loop(
         self, lines: Iterable[str], clock: _Clock, relays: dict[str, _Relay]

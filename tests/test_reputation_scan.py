@@ -10,6 +10,7 @@ at a chunk's edge, a year turning on a line only Python reads).
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import astuple
 from datetime import UTC, date, datetime
 from typing import Any
@@ -287,3 +288,37 @@ def test_the_scanner_reads_the_edges_of_its_own_rules_itself() -> None:
     assert len(mine) == 15
     python = [line for line in mine if "/bounce[" in line or "9" * 19 in line]
     assert _handed(mine) == python
+
+
+@needs_scanner
+def test_a_minute_read_again_after_python_turned_the_year() -> None:
+    """The scanner remembers the last minute it read; a line the Python loop reads may turn
+    the year (and clear the clock's minutes), after which the same minute is a year later."""
+    lines = [
+        _delivery(1).replace("Nov 24 14:49:05", "Dec 31 23:59:59"),
+        _delivery(2).replace("Nov 24 14:49:05", "Jan  1 00:00:01"),
+        _delivery(3).replace("Nov 24 14:49:05", "Mar  1 00:00:00").replace("OK)", "é)"),
+        _delivery(4).replace("Nov 24 14:49:05", "Jan  1 00:01:03").replace("OK)", "é)"),
+        _delivery(5).replace("Nov 24 14:49:05", "Jan  1 00:00:04"),
+    ]
+    records, _ = both(lines, ref=datetime(2026, 12, 31, tzinfo=UTC))
+    years = [datetime.fromtimestamp(r[1], UTC).year for r in records]
+    assert years == [2026, 2027, 2027, 2028, 2028]
+
+
+@needs_scanner
+def test_syslog_names_and_hosts_that_are_prefixes_of_each_other() -> None:
+    """The scanner keeps recent program tokens and the last host by their text: one that is
+    a prefix of another (a pid a digit shorter, a name without its colon) is another name."""
+    body = _delivery(1).split(" ", 5)[5]
+    lines = []
+    for pid in range(4000):
+        token = f"postfix-out05/smtp[{pid}]:"
+        for cut in (0, 1, 2):
+            host = "out05" if pid % 2 else "out055"
+            lines.append(f"Nov 24 14:49:05 {host} {token[: len(token) - cut]} {body}")
+    random.Random(5).shuffle(lines)
+    records, stats = both(lines)
+    assert stats.attempts == len(records) == 4000
+    assert all(r[2] == r[-1].split()[3] for r in records)  # each its own line's host
+    assert {r[2] for r in records} == {"out05", "out055"}

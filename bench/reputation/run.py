@@ -247,6 +247,9 @@ def main() -> None:
             f"{r.delivered if r.delivered is not None else '-':>10} {ratio:11.1f}x"
             + ("" if r.ok else "  FAILED")
         )
+    for r in runs:
+        if r.note:
+            print(f"  {r.tool}: {r.note}")
     print(
         f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs; pflogsumm's delivered count "
         "includes bounce notices and internal deliveries, inboxops' excludes them)"

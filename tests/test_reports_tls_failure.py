@@ -235,10 +235,10 @@ FAILURE_FILES = sorted(FAILURE)
     cut=st.integers(min_value=0, max_value=6000),
     junk=st.binary(max_size=64),
 )
-def test_mutated_failure_reports_raise_only_parse_error(name: str, cut: int, junk: bytes) -> None:
-    from tests.conftest import CORPUS
-
-    data = (CORPUS / "failure" / name).read_bytes()
+def test_mutated_failure_reports_raise_only_parse_error(
+    corpus: Path, name: str, cut: int, junk: bytes
+) -> None:
+    data = (corpus / "failure" / name).read_bytes()
     mutated = data[:cut] + junk + data[cut + len(junk) :]
     msg = email.message_from_bytes(mutated, policy=email.policy.default)
     assert isinstance(msg, EmailMessage)

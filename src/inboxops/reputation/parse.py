@@ -17,11 +17,13 @@ it: ``str.split`` instead of a header regex, a substring test before any regex, 
 minutes memoised, no datetime per line, and reply classification memoised in ``reasons``. Most
 lines of a fleet log are inbound or housekeeping and cost one split and one dict lookup.
 
-There is one loop, :meth:`PostfixLogParser.records`, which yields each event as a plain tuple:
-its kind (the index of its class in :data:`EVENT_TYPES`) and then the class's fields in order.
-:meth:`PostfixLogParser.parse` turns those into the event classes; the ingest pipeline reads
-the tuples themselves (:mod:`~inboxops.reputation.collect`), since building an object per
-event costs more than everything the collector does with it.
+:meth:`PostfixLogParser.records` yields each event as a plain tuple: its kind (the index of its
+class in :data:`EVENT_TYPES`) and then the class's fields in order. :meth:`PostfixLogParser.parse`
+turns those into the event classes; the ingest pipeline reads the tuples themselves
+(:mod:`~inboxops.reputation.collect`), since building an object per event costs more than
+everything the collector does with it. The common lines are read by the C scanner
+(``_scan.c``), every other by :meth:`PostfixLogParser._loop`, the reference it is tested
+against; timestamps by :class:`~inboxops.reputation.clock.Clock`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from datetime import UTC, datetime, tzinfo
 from itertools import chain, islice
 from typing import Any, Final, TypeAlias, TypeVar
 
+from inboxops.reputation.clock import CACHE_LIMIT, Clock
 from inboxops.reputation.model import (
     Attempt,
     Event,
@@ -74,12 +77,6 @@ POSTFIX_SERVICES: Final = (
 _ATTEMPTS, _QUEUE, _INBOUND, _OTHER, _NON_POSTFIX, _MALFORMED = range(6)
 _K_DELIVERY, _K_QMGR, _K_NOTIFY, _K_BAD = 10, 11, 12, 13
 
-_MONTHS: Final = {
-    m: i + 1
-    for i, m in enumerate(
-        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-    )
-}
 # The patterns spell out [0-9] and negated classes instead of \d, \s and lazy quantifiers (each
 # of those costs Python's engine several times more), and stop at "status=... (": the reply and
 # the relay's host[ip]:port are cut with str methods. Queue ids: upper-case hex (DA572164318),
@@ -106,7 +103,6 @@ _STATUSES: Final = {
     "bounced": "bounced",
     "SOFTBOUNCE": "deferred",
 }
-_CACHE_LIMIT: Final = 50_000
 ACCELERATED: Final = _scan is not None  # whether the C scanner was built
 _SCAN_CHUNK: Final = 4096  # lines handed to the C scanner at a time
 _SECONDS: Final = {f"{n:02d}": n for n in range(61)}
@@ -141,7 +137,7 @@ def _relay(cache: dict[str, _Relay], relay: str) -> _Relay:
             where = _BAD_RELAY
         else:
             where = (host, ip, int(tail[1:]) if tail else None)
-    if len(cache) >= _CACHE_LIMIT:
+    if len(cache) >= CACHE_LIMIT:
         cache.clear()
     cache[relay] = where
     return where
@@ -162,125 +158,6 @@ def _chunked(items: Iterator[_T]) -> Iterator[list[_T]]:
         if not chunk:
             return
         yield chunk
-
-
-class _Clock:
-    """Timestamp text -> epoch seconds, memoised per minute; infers the year of syslog stamps.
-
-    The first syslog stamp gets ``year`` if given, else ``ref``'s year, or the year before if
-    that would put it more than a day after ``ref`` (a December log read in January). Then a
-    month two or more behind the current one starts a new year (Dec -> Jan); one month behind,
-    or ten or more ahead, is a straggler from an interleaved log and keeps the current year
-    (or the previous one), without moving the state.
-    """
-
-    def __init__(self, tz: tzinfo, year: int | None, ref: datetime) -> None:
-        self.tz = tz
-        self._override = year
-        self._ref = ref if ref.tzinfo else ref.replace(tzinfo=tz)
-        self._year = 0  # 0 until the first syslog stamp anchors it
-        self._month = 0
-        self._mon = ""
-        self.minutes: dict[str, float] = {}  # "Nov 24 14:49" -> epoch of that minute
-        self._iso_minutes: dict[str, float] = {}  # "2021-04-21T17:16+02:00" -> epoch
-
-    def anchor(self, stamp: str) -> None:
-        month = _MONTHS.get(stamp[:3])
-        if month is None or self._year:
-            return
-        if self._override is not None:
-            year = self._override
-        else:
-            year = self._ref.year
-            try:
-                day = min(int(stamp[4:6]), 28)
-                first = datetime(year, month, day, tzinfo=self.tz)
-            except ValueError:
-                first = datetime(year, month, 1, tzinfo=self.tz)
-            if first.timestamp() > self._ref.timestamp() + 86400:
-                year -= 1
-        self._year, self._month, self._mon = year, month, stamp[:3]
-
-    def syslog(self, stamp: str) -> float | None:
-        """``Nov 24 14:49:24`` or ``Jun  4 07:00:01`` / ``Jun 04 07:00:01``; None if broken."""
-        year = self._year
-        if stamp[:3] != self._mon:
-            if not year:
-                self.anchor(stamp)
-                year = self._year
-            month = _MONTHS.get(stamp[:3])
-            if month is None or not year:
-                return None
-            delta = month - self._month
-            if delta <= -2:  # the year turned
-                year = self._year = year + 1
-                self._month, self._mon = month, stamp[:3]
-                self.minutes.clear()
-            elif delta == -1 or delta >= 10:  # a straggler: compute, leave the state alone
-                return self._compute(stamp, year - 1 if delta >= 10 else year, month)
-            else:
-                self._month, self._mon = month, stamp[:3]
-        base = self.minutes.get(stamp[:12])
-        if base is None:
-            return self._compute(stamp, year, self._month, cache=True)
-        try:
-            return base + int(stamp[13:15])
-        except ValueError:
-            return None
-
-    def _compute(self, stamp: str, year: int, month: int, *, cache: bool = False) -> float | None:
-        if stamp[6] != " " or stamp[9] != ":" or stamp[12] != ":":
-            return None
-        try:
-            day, hour, minute = int(stamp[4:6]), int(stamp[7:9]), int(stamp[10:12])
-            second = int(stamp[13:15])
-            base = datetime(year, month, day, hour, minute, tzinfo=self.tz).timestamp()
-        except ValueError:
-            return None
-        if not 0 <= second <= 60:
-            return None
-        if cache:
-            if len(self.minutes) >= _CACHE_LIMIT:
-                self.minutes.clear()
-            self.minutes[stamp[:12]] = base
-        return base + second
-
-    def iso(self, stamp: str) -> float | None:
-        """``2021-04-21T17:16:28[.ffffff][Z|+02:00|+0200]``; None if broken."""
-        if stamp[-1:] == "Z":
-            zone = "Z"
-        elif stamp[-6:-5] in ("+", "-") and stamp[-3:-2] == ":":
-            zone = stamp[-6:]
-        elif stamp[-5:-4] in ("+", "-") and stamp[-4:].isdigit():
-            zone = stamp[-5:]
-        else:
-            zone = ""  # no zone: the parser's tz
-        end = len(stamp) - len(zone)
-        if end < 19 or stamp[10] != "T" or stamp[16] != ":":
-            return None
-        if end > 19 and (stamp[19] != "." or not stamp[20:end].isdigit()):
-            return None
-        try:
-            second = int(stamp[17:19])
-            fraction = float(stamp[19:end]) if end > 19 else 0.0  # ".123456"
-        except ValueError:
-            return None
-        if not 0 <= second <= 60:
-            return None
-        key = stamp[:16] + zone
-        base = self._iso_minutes.get(key)
-        if base is None:
-            try:
-                moment = datetime.fromisoformat(key)
-            except ValueError:
-                return None
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=self.tz)
-            base = moment.timestamp()
-            if len(self._iso_minutes) >= _CACHE_LIMIT:
-                self._iso_minutes.clear()
-            self._iso_minutes[key] = base
-        return base + second + fraction
 
 
 class PostfixLogParser:
@@ -371,7 +248,7 @@ class PostfixLogParser:
 
     def _learn(self, program: str) -> tuple[str, str, int]:
         """``postfix-out07/msft/smtp[123]:`` -> (syslog name, service, kind); memoised."""
-        if len(self._names) >= _CACHE_LIMIT:
+        if len(self._names) >= CACHE_LIMIT:
             self._names.clear()
         name = program[:-1] if program.endswith(":") else ""
         if name.endswith("]"):
@@ -401,7 +278,7 @@ class PostfixLogParser:
         self, lines: Iterable[str], *, year: int | None = None, ref: datetime | None = None
     ) -> Iterator[Event]:
         """Events in log order. ``year``/``ref`` override the constructor's for this stream, whose
-        first line anchors the year (see :class:`_Clock`). Lazy: nothing is read until asked."""
+        first line anchors the year (see :class:`Clock`). Lazy: nothing is read until asked."""
         types = EVENT_TYPES
         for record in self.records(lines, year=year, ref=ref):
             yield types[record[0]](*record[1:])
@@ -428,7 +305,7 @@ class PostfixLogParser:
     ) -> Iterator[list[Record]]:
         """Records, a list per piece of the log: a list of lines, or a block of text."""
         reference = ref or self.ref or datetime.now(UTC)
-        clock = _Clock(self.tz, year if year is not None else self.year, reference)
+        clock = Clock(self.tz, year if year is not None else self.year, reference)
         relays: dict[str, _Relay] = {}
         for head in pieces:
             if head:
@@ -483,7 +360,7 @@ class PostfixLogParser:
                     start += 1
 
     def _loop(
-        self, lines: Iterable[str], clock: _Clock, relays: dict[str, _Relay]
+        self, lines: Iterable[str], clock: Clock, relays: dict[str, _Relay]
     ) -> Iterator[Record]:
         """The reference reading of each line: all of :meth:`records` without the scanner."""
         counts, names, learn, bad = self._counts, self._names, self._learn, self._bad

@@ -12,6 +12,7 @@ setup(
         Extension(
             "inboxops.reputation._scan",
             sources=["src/inboxops/reputation/_scan.c"],
+            depends=["src/inboxops/reputation/_scan_match.h"],
             optional=True,
         )
     ]

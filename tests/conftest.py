@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.servers.dns",
     "tests.servers.postfix",
     "tests.servers.listmonk",
+    "tests.listmonk_client_support",
 ]
 
 REPO = Path(__file__).resolve().parent.parent

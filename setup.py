@@ -12,7 +12,10 @@ setup(
         Extension(
             "inboxops.reputation._scan",
             sources=["src/inboxops/reputation/_scan.c"],
-            depends=["src/inboxops/reputation/_scan_match.h"],
+            depends=[
+                "src/inboxops/reputation/_scan_match.h",
+                "src/inboxops/reputation/_scan_records.h",
+            ],
             optional=True,
         )
     ]

@@ -7,39 +7,41 @@ in-memory SQLite and evaluates the ``query`` expression for real (``SPLIT_PART``
 (``_h_<method>_<path>``) once the HTTP half has routed and authenticated a request: OFFSET
 paging, ``per_page=all`` echoed as ``0``, junk ``per_page`` -> 20, DESC by id by default,
 duplicates with several ``list_id``; blocklisting unsubscribes every list; list actions
-add/remove/unsubscribe; settings masked on GET, zeroed when omitted from a full PUT, secrets
-kept only for ``""``, ``PUT /api/settings/:key`` on v6+, then a reload that drops the next
-connections (or ``needs_restart`` while a campaign runs). Tests seed and inspect rows through
-its data methods (``add_list``, ``add_subscriber``, ``seed``, ``status_of``, ``memberships``).
+add/remove/unsubscribe; settings as ``listmonk_settings.py`` describes. Tests seed and inspect
+rows through its data methods (``add_list``, ``add_subscriber``, ``seed``, ``status_of``,
+``memberships``). A request, its user and its parameters: ``listmonk_api.py``.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import sqlite3
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-SQL_QUERY = "subscribers:sql_query"
+from tests.servers.listmonk_api import (
+    MASK,
+    SQL_QUERY,
+    ApiUser,
+    HttpError,
+    Request,
+    body_of,
+    paging,
+    parse_id,
+    parse_ids,
+)
+from tests.servers.listmonk_settings import SettingsHandlers, default_settings
+
+__all__ = ["MASK", "SQL_QUERY", "ApiUser", "HttpError", "ListmonkStore", "Request"]
+
 QUERY_TABLES = frozenset(
     {"subscribers", "lists", "subscriber_lists", "campaigns", "campaign_lists"}
     | {"campaign_views", "links", "link_clicks", "bounces"}
-)
-MASK = "•"
-SECRET_PATHS: tuple[tuple[str, ...], ...] = (
-    ("upload.s3.aws_secret_access_key",),
-    ("bounce.sendgrid_key",),
-    ("bounce.postmark", "password"),
-    ("smtp", "*", "password"),
-    ("messengers", "*", "password"),
-    ("bounce.mailboxes", "*", "password"),
 )
 
 
@@ -76,42 +78,6 @@ _SUB_STATUSES = ("unconfirmed", "confirmed", "unsubscribed")
 _IN_IDS = "(SELECT value FROM json_each(?))"  # one parameter, however many ids
 
 
-class HttpError(Exception):
-    """An error answer: listmonk's ``{"message": ...}`` with a status (and extra headers)."""
-
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, dict(headers or {})
-
-
-@dataclass
-class ApiUser:
-    """A v4+ API user; ``permissions=None`` is the Super Admin role (every check passes)."""
-
-    name: str
-    token: str
-    permissions: set[str] | None = None
-
-    def can(self, permission: str) -> bool:
-        return self.permissions is None or permission in self.permissions
-
-
-@dataclass
-class Request:
-    """One request as received; ``status`` is ``None`` while open or when dropped."""
-
-    method: str
-    path: str  # without the prefix and the query string
-    endpoint: str  # route, e.g. "GET /api/subscribers/:id"; method and path when unknown
-    params: dict[str, list[str]]
-    body: Any
-    auth_scheme: str  # "basic", "token", "" (lower-cased first word of Authorization)
-    status: int | None = None
-
-    def param(self, name: str) -> str:
-        return self.params.get(name, [""])[0]
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -130,73 +96,7 @@ def _regexp(pattern: str, value: str | None) -> bool:
     return value is not None and re.search(pattern, value, re.IGNORECASE) is not None
 
 
-# a representative subset of listmonk's settings, secrets (see SECRET_PATHS) included
-SETTINGS = """{
-  "app.site_name": "Mailing list", "app.root_url": "http://localhost:9000",
-  "app.from_email": "listmonk <noreply@listmonk.example.com>",
-  "app.notify_emails": ["admin@listmonk.example.com"], "app.concurrency": 10,
-  "app.message_rate": 10, "app.batch_size": 1000, "app.max_send_errors": 1000,
-  "app.message_sliding_window": false, "app.message_sliding_window_duration": "1h",
-  "app.message_sliding_window_rate": 10000, "privacy.individual_tracking": false,
-  "privacy.domain_blocklist": [], "upload.provider": "filesystem",
-  "upload.s3.aws_access_key_id": "AKIAEXAMPLE", "upload.s3.aws_secret_access_key": "s3-secret",
-  "smtp": [
-    {"name": "primary", "enabled": true, "host": "smtp.example.net", "port": 587,
-     "username": "mailer", "password": "smtp-secret-value", "max_conns": 10},
-    {"name": "backup", "enabled": false, "host": "smtp2.example.net", "port": 587,
-     "username": "mailer2", "password": "smtp2-secret-value", "max_conns": 10}],
-  "messengers": [], "bounce.enabled": false, "bounce.webhooks_enabled": false,
-  "bounce.sendgrid_key": "sendgrid-secret",
-  "bounce.postmark": {"enabled": false, "username": "pm", "password": "postmark-secret"},
-  "bounce.mailboxes": [{"enabled": false, "host": "pop.example.net", "password": "pop-secret"}],
-  "bounce.actions": {"soft": {"count": 2, "action": "none"},
-    "hard": {"count": 1, "action": "blocklist"}, "complaint": {"count": 1, "action": "blocklist"}}
-}"""
-
-
-def _default_settings(major: int) -> dict[str, Any]:
-    settings: dict[str, Any] = json.loads(SETTINGS)
-    if major >= 5:
-        settings["privacy.domain_allowlist"] = []
-    return settings
-
-
-def _secret_slots(obj: Any, path: Sequence[str]) -> Iterator[tuple[Any, Any]]:
-    """(container, key) of every secret ``path`` reaches in a settings object."""
-    head, rest = path[0], path[1:]
-    if head == "*":
-        items: list[tuple[Any, Any]] = list(enumerate(obj)) if isinstance(obj, list) else []
-    else:
-        items = [(head, obj[head])] if isinstance(obj, dict) and head in obj else []
-    for key, value in items:
-        if rest:
-            yield from _secret_slots(value, rest)
-        else:
-            yield obj, key
-
-
-def _kind(value: Any) -> str:
-    return "bool" if isinstance(value, bool) else type(value).__name__
-
-
-def _conform(stored: Any, sent: Any, key: str) -> Any:
-    """``sent`` unmarshalled over the shape of ``stored``, as Go does into models.Settings:
-    an omitted key becomes its zero value, a wrong type is a 400, unknown keys are dropped."""
-    if isinstance(stored, dict):
-        sent = sent if isinstance(sent, dict) else {}
-        return {k: _conform(v, sent.get(k, _zero(v)), f"{key}.{k}") for k, v in stored.items()}
-    if _kind(sent) != _kind(stored) and not (_kind(stored) == "int" and _kind(sent) == "float"):
-        raise HttpError(400, f"Invalid value for {key}")
-    return sent
-
-
-def _zero(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _zero(v) for k, v in value.items()}
-    return type(value)()
-
-
-class ListmonkStore:
+class ListmonkStore(SettingsHandlers):
     """One listmonk instance's data and API handlers, behaving as ``version`` does (v5+: the
     ``subscribers:sql_query`` permission, the query table allow-list and ``search``; v6+: list
     ``status`` and ``PUT /api/settings/:key``)."""
@@ -205,7 +105,7 @@ class ListmonkStore:
         self.version = version
         major, minor = (int(x) for x in re.findall(r"\d+", version)[:2])
         self.major, self.minor = major, minor
-        self.settings = _default_settings(major)
+        self.settings = default_settings(major)
         self.campaign_running = False  # settings changes then answer needs_restart
         self.reload_drops = 2  # connections dropped by the reload after a settings change
         self._reload_left = 0
@@ -349,14 +249,14 @@ class ListmonkStore:
         rows = self.db.execute(f"SELECT * FROM lists {where} ORDER BY id", args).fetchall()
         if req.param("minimal") == "true":
             return [self._list_json(r, counts=False) for r in rows] if rows else []
-        page, per_page = _paging(req)
+        page, per_page = paging(req)
         total = len(rows)
         chosen = rows if not per_page else rows[(page - 1) * per_page : page * per_page]
         results = [self._list_json(r, counts=True) for r in chosen]
         return {"results": results, "total": total, "per_page": per_page, "page": page}
 
     def _h_get_api_lists_id(self, req: Request, user: ApiUser | None, id: str) -> Any:
-        row = self.db.execute("SELECT * FROM lists WHERE id = ?", (_id(id),)).fetchone()
+        row = self.db.execute("SELECT * FROM lists WHERE id = ?", (parse_id(id),)).fetchone()
         if row is None:
             raise HttpError(400, "List not found")
         return self._list_json(row, counts=True)
@@ -384,11 +284,11 @@ class ListmonkStore:
     def _h_get_api_subscribers(self, req: Request, user: ApiUser | None) -> Any:
         query, search = req.param("query").strip(), req.param("search").strip()
         self._check_query(query, user)
-        list_ids = [_id(x, "Invalid ID(s)") for x in req.params.get("list_id", []) if x]
+        list_ids = [parse_id(x, "Invalid ID(s)") for x in req.params.get("list_id", []) if x]
         order_by = req.param("order_by")
         column = f"subscribers.{order_by}" if order_by in _ORDER_BY else "subscribers.id"
         direction = "ASC" if req.param("order").lower() == "asc" else "DESC"
-        page, per_page = _paging(req)
+        page, per_page = paging(req)
         ids_sql, args = self._filter(query, list_ids, req.param("subscription_status"), search)
         total = self._run(f"SELECT COUNT(*) {ids_sql}", args)[0][0]
         rows = self._run(
@@ -402,33 +302,33 @@ class ListmonkStore:
         return out
 
     def _h_get_api_subscribers_id(self, req: Request, user: ApiUser | None, id: str) -> Any:
-        rows = self.db.execute(f"SELECT {_COLS} FROM subscribers WHERE id = ?", (_id(id),))
+        rows = self.db.execute(f"SELECT {_COLS} FROM subscribers WHERE id = ?", (parse_id(id),))
         found = self._subscribers_json(rows.fetchall())
         if not found:
             raise HttpError(400, "Subscriber not found")
         return found[0]
 
     def _h_put_api_subscribers_blocklist(self, req: Request, user: ApiUser | None) -> Any:
-        self._blocklist(_ids(_body(req).get("ids"), "No IDs given."))
+        self._blocklist(parse_ids(body_of(req).get("ids"), "No IDs given."))
         return True
 
     def _h_put_api_subscribers_id_blocklist(
         self, req: Request, user: ApiUser | None, id: str
     ) -> Any:
-        self._blocklist([_id(id)])
+        self._blocklist([parse_id(id)])
         return True
 
     def _h_put_api_subscribers_query_blocklist(self, req: Request, user: ApiUser | None) -> Any:
-        self._blocklist(self._by_query(_body(req), user))
+        self._blocklist(self._by_query(body_of(req), user))
         return True
 
     def _h_put_api_subscribers_lists(self, req: Request, user: ApiUser | None) -> Any:
-        body = _body(req)
-        self._change_lists(_ids(body.get("ids"), "No IDs given."), body, upsert=True)
+        body = body_of(req)
+        self._change_lists(parse_ids(body.get("ids"), "No IDs given."), body, upsert=True)
         return True
 
     def _h_put_api_subscribers_query_lists(self, req: Request, user: ApiUser | None) -> Any:
-        body = _body(req)
+        body = body_of(req)
         self._change_lists(self._by_query(body, user), body, upsert=False)
         return True
 
@@ -488,7 +388,7 @@ class ListmonkStore:
         self._check_query(query, user)
         if not (query or search or everyone):
             raise HttpError(400, "Invalid fields: query")
-        list_ids = _ids(body.get("list_ids") or [], "")
+        list_ids = parse_ids(body.get("list_ids") or [], "")
         sql, args = self._filter(
             query, list_ids, str(body.get("subscription_status") or ""), search
         )
@@ -512,7 +412,7 @@ class ListmonkStore:
         action = body.get("action")
         if action not in ("add", "remove", "unsubscribe"):
             raise HttpError(400, "Invalid action.")
-        targets = _ids(body.get("target_list_ids"), "No lists given.")
+        targets = parse_ids(body.get("target_list_ids"), "No lists given.")
         status = body.get("status") or "unconfirmed"
         if action == "add" and status not in _SUB_STATUSES:
             raise HttpError(400, "Invalid fields: status")
@@ -562,87 +462,3 @@ class ListmonkStore:
             sub["lists"] = lists[int(row[0])]
             out.append(sub)
         return out
-
-    # -- handlers: settings --------------------------------------------------------------------
-
-    def _h_get_api_settings(self, req: Request, user: ApiUser | None) -> Any:
-        masked = copy.deepcopy(self.settings)
-        for path in SECRET_PATHS:
-            for container, key in _secret_slots(masked, path):
-                if container[key]:
-                    container[key] = MASK * len(container[key])
-        return masked
-
-    def _h_put_api_settings(self, req: Request, user: ApiUser | None) -> Any:
-        sent = _body(req)
-        new = {
-            k: _conform(v, sent[k], k) if k in sent else _zero(v) for k, v in self.settings.items()
-        }
-        for path in SECRET_PATHS:  # "" keeps the stored secret; anything else is stored
-            stored = [c[k] for c, k in _secret_slots(self.settings, path)]
-            for index, (container, key) in enumerate(_secret_slots(new, path)):
-                if container[key] == "" and index < len(stored):
-                    container[key] = stored[index]
-        if not any(s.get("enabled") for s in new.get("smtp", []) if isinstance(s, dict)):
-            raise HttpError(400, "At least one SMTP server must be enabled.")
-        self.settings = new
-        return self._reload()
-
-    def _h_put_api_settings_key(self, req: Request, user: ApiUser | None, key: str) -> Any:
-        if key in self.settings:  # UPDATE ... WHERE key = $1: no validation, no allow-list
-            self.settings[key] = req.body
-        return self._reload()
-
-    def _reload(self) -> Any:
-        if self.campaign_running:
-            return {"needs_restart": True}
-        self._reload_left = self.reload_drops
-        return True
-
-
-def _id(value: str, message: str = "invalid ID") -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise HttpError(400, message) from None
-    if number < 1:
-        raise HttpError(400, message)
-    return number
-
-
-def _ids(value: Any, empty: str) -> list[int]:
-    """A JSON array of positive ints; ``empty`` is the 400 message for none ("" allows none)."""
-    if not value:
-        if empty:
-            raise HttpError(400, empty)
-        return []
-    if not isinstance(value, list) or any(
-        isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value
-    ):
-        raise HttpError(400, "One or more IDs are invalid: ids")
-    return [int(v) for v in value]
-
-
-def _body(req: Request) -> dict[str, Any]:
-    if not isinstance(req.body, dict):
-        raise HttpError(400, "invalid JSON body")
-    return req.body
-
-
-def _paging(req: Request) -> tuple[int, int]:
-    """knadh/paginator as listmonk configures it: ``all`` -> 0 (no limit), junk or < 1 -> 20,
-    no maximum; page < 1 -> 1."""
-    raw = req.param("per_page")
-    if raw == "all":
-        per_page = 0
-    else:
-        try:
-            per_page = int(raw)
-        except ValueError:
-            per_page = 20
-        per_page = per_page if per_page >= 1 else 20
-    try:
-        page = max(int(req.param("page")), 1)
-    except ValueError:
-        page = 1
-    return page, per_page

@@ -22,12 +22,13 @@ demo: $(STAMP)
 services:
 	bash scripts/install-test-services.sh
 
-## test: install everything the tests need, then run the whole suite
+## test: install everything the tests need, run the whole suite, then the C scanner under ASan/UBSan
 test: $(STAMP) services
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+	bash scripts/check-scan-sanitizers.sh $(BIN)/python
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -50,42 +50,52 @@ def write_report(directory: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def refuse_writes_operationally(engine: Engine, table: str, when: str) -> None:
-    """Make the database fail operationally (not over a value) on inserts into ``table``:
-    PostgreSQL raises SQLSTATE 53100, the code of a full disk; SQLite raises an OperationalError
-    from inside the trigger, as a disk I/O error would."""
+def refuse_operationally(engine: Engine, table: str, when: str, *, on: str = "INSERT") -> None:
+    """Make the database fail operationally (not over a value) when a row of ``table`` matching
+    ``when`` is inserted (``on="INSERT"``) or deleted (``on="DELETE"``): PostgreSQL raises
+    SQLSTATE 53100, the code of a full disk; SQLite raises an OperationalError from inside the
+    trigger, as a disk I/O error would. Undone by :func:`allow_operations`."""
+    name = _trigger(on)
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(
                 text(
-                    "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                    f"CREATE FUNCTION {name}() RETURNS trigger AS $$ BEGIN "
                     "RAISE EXCEPTION 'could not extend file: No space left on device' "
                     "USING ERRCODE = 'disk_full'; END $$ LANGUAGE plpgsql"
                 )
             )
             conn.execute(
                 text(
-                    f"CREATE TRIGGER refuse BEFORE INSERT ON {table} FOR EACH ROW "
-                    f"WHEN ({when}) EXECUTE FUNCTION refuse()"
+                    f"CREATE TRIGGER {name} BEFORE {on} ON {table} FOR EACH ROW "
+                    f"WHEN ({when}) EXECUTE FUNCTION {name}()"
                 )
             )
         else:
             # json() of malformed text fails only when it runs, so WHEN really selects the rows
-            # (an unknown function would fail every insert when the statement is prepared)
+            # (an unknown function would fail every statement when it is prepared)
             conn.execute(
                 text(
-                    f"CREATE TRIGGER refuse BEFORE INSERT ON {table} WHEN {when} "
+                    f"CREATE TRIGGER {name} BEFORE {on} ON {table} WHEN {when} "
                     "BEGIN SELECT json('{disk I/O error'); END"
                 )
             )
 
 
-def allow_writes(engine: Engine, table: str) -> None:
+def allow_operations(engine: Engine, table: str, *, on: str = "INSERT") -> None:
+    name = _trigger(on)
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                f"DROP TRIGGER refuse ON {table}"
-                if engine.dialect.name == "postgresql"
-                else "DROP TRIGGER refuse"
-            )
-        )
+        pg = engine.dialect.name == "postgresql"
+        conn.execute(text(f"DROP TRIGGER {name}{' ON ' + table if pg else ''}"))
+
+
+def _trigger(on: str) -> str:
+    return {"INSERT": "refuse", "DELETE": "refuse_delete"}[on]
+
+
+def refuse_writes_operationally(engine: Engine, table: str, when: str) -> None:
+    refuse_operationally(engine, table, when, on="INSERT")
+
+
+def allow_writes(engine: Engine, table: str) -> None:
+    allow_operations(engine, table, on="INSERT")

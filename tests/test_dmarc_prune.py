@@ -34,7 +34,7 @@ from inboxops.storage.models import (
     tls_reports,
 )
 from tests.dmarc_data import HALF_DAY, aggregate, ingest, run
-from tests.helpers import NOW
+from tests.helpers import NOW, allow_operations, refuse_operationally
 
 CUTOFF = NOW - timedelta(days=400)  # what `--older-than 400d` means at NOW
 SECOND = timedelta(seconds=1)
@@ -331,40 +331,6 @@ def test_prune_deletes_exactly_what_is_older_than_the_cutoff(engine: Engine, db_
     assert json.loads(again.stdout)["counts"] == dict.fromkeys(expected, 0)
 
 
-def refuse_deletes(engine: Engine, table: str, when: str) -> None:
-    """Fail operationally (as a full disk or an I/O error would) when a matching row of
-    ``table`` is deleted: PostgreSQL raises SQLSTATE 53100; SQLite hits a runtime error
-    (malformed JSON, an OperationalError like a disk I/O error) only for that row."""
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(
-                text(
-                    "CREATE FUNCTION refuse_delete() RETURNS trigger AS $$ BEGIN "
-                    "RAISE EXCEPTION 'could not write: No space left on device' "
-                    "USING ERRCODE = 'disk_full'; END $$ LANGUAGE plpgsql"
-                )
-            )
-            conn.execute(
-                text(
-                    f"CREATE TRIGGER refuse_delete BEFORE DELETE ON {table} FOR EACH ROW "
-                    f"WHEN ({when}) EXECUTE FUNCTION refuse_delete()"
-                )
-            )
-        else:
-            conn.execute(
-                text(
-                    f"CREATE TRIGGER refuse_delete BEFORE DELETE ON {table} WHEN {when} "
-                    "BEGIN SELECT json('disk I/O error'); END"
-                )
-            )
-
-
-def allow_deletes(engine: Engine, table: str) -> None:
-    with engine.begin() as conn:
-        pg = engine.dialect.name == "postgresql"
-        conn.execute(text(f"DROP TRIGGER refuse_delete{' ON ' + table if pg else ''}"))
-
-
 def test_an_interrupted_prune_leaves_whole_reports_and_a_rerun_finishes(
     engine: Engine, db_url: str
 ) -> None:
@@ -384,7 +350,7 @@ def test_an_interrupted_prune_leaves_whole_reports_and_a_rerun_finishes(
     new = set(stored) - set(old)
     # Batches of two, taken in id order: the fourth old report is in the second batch, and
     # the reports row is the last thing a batch deletes.
-    refuse_deletes(engine, "dmarc_reports", f"OLD.id = {old[3]}")
+    refuse_operationally(engine, "dmarc_reports", f"OLD.id = {old[3]}", on="DELETE")
 
     with pytest.raises(pruning.PruneStopped) as stopped:
         pruning.prune(engine, 400, CUTOFF, batch_reports=2, pause=0)
@@ -403,7 +369,7 @@ def test_an_interrupted_prune_leaves_whole_reports_and_a_rerun_finishes(
     assert json.loads(failed.stdout)["counts"]["dmarc_reports"] == 0  # one batch, rolled back
     assert per_report(engine) == left
 
-    allow_deletes(engine, "dmarc_reports")
+    allow_operations(engine, "dmarc_reports", on="DELETE")
     rerun = run(["--db", db_url, "dmarc", "prune", "--older-than", "400d", "--json"])
     assert rerun.exit_code == 0, rerun.output
     assert json.loads(rerun.stdout)["counts"]["dmarc_reports"] == 4

@@ -170,6 +170,16 @@ static int Scanner_init(Scanner *s, PyObject *args, PyObject *kw) {
 #define EMIT 1
 #define FAIL -1
 
+/* cache[key] as a new reference; on a miss, what miss(arg, key) returns (miss(key) without an
+ * arg), which is expected to have stored it. NULL on error. */
+static PyObject *cached(PyObject *cache, PyObject *key, PyObject *miss, PyObject *arg) {
+    PyObject *found = PyDict_GetItemWithError(cache, key);  /* borrowed */
+    if (found != NULL) return new_ref(found);
+    if (PyErr_Occurred()) return NULL;
+    return arg != NULL ? PyObject_CallFunctionObjArgs(miss, arg, key, NULL)
+                       : PyObject_CallOneArg(miss, key);
+}
+
 #include "_scan_records.h"
 
 /* One line: SLOW (Python's), DONE, EMIT or FAIL. */

@@ -64,6 +64,16 @@ static const unsigned char LINE_END[256] = {
     ['\n'] = 1, ['\r'] = 1, ['\v'] = 1, ['\f'] = 1, [0x1c] = 1, [0x1d] = 1, [0x1e] = 1,
 };
 
+/* <[^>]*>, (the opening '<' already read): the position after ">, ", the length inside in *n;
+ * NULL when the first '>' is not followed by ", ". */
+static const char *angled(const char *p, const char *end, Py_ssize_t *n) {
+    const char *c = p;
+    while (c < end && *c != '>') c++;
+    if (!starts(c, end, ">, ", 3)) return NULL;
+    *n = c - p;
+    return c + 3;
+}
+
 /* The parsed fields of a delivery line (pointers into the line). */
 typedef struct {
     const char *qid, *rcpt, *orig, *relay, *dsn, *status, *after;
@@ -77,20 +87,13 @@ static int delivery(const char *p, const char *end, Delivery *d) {
     d->qid = p;
     d->qid_n = q - p;
     d->rcpt = q + 6;
-    const char *c = d->rcpt;
-    while (c < end && *c != '>') c++;
-    if (!starts(c, end, ">, ", 3)) return 0;
-    d->rcpt_n = c - d->rcpt;
-    c += 3;
+    const char *c = angled(d->rcpt, end, &d->rcpt_n);
+    if (c == NULL) return 0;
     d->orig = NULL;
     d->orig_n = 0;
     if (starts(c, end, "orig_to=<", 9)) {
         d->orig = c + 9;
-        c = d->orig;
-        while (c < end && *c != '>') c++;
-        if (!starts(c, end, ">, ", 3)) return 0;
-        d->orig_n = c - d->orig;
-        c += 3;
+        if ((c = angled(d->orig, end, &d->orig_n)) == NULL) return 0;
     }
     if (!starts(c, end, "relay=", 6)) return 0;
     d->relay = c + 6;

@@ -74,10 +74,10 @@ static int qmgr_from(Scanner *s, PyObject *out, double ts, PyObject *host, PyObj
                      const char *p, const char *end, long *counts) {
     const char *q = queue_id(p, end);
     if (q == NULL || !starts(q, end, ": from=<", 8)) return SLOW;
-    const char *sender = q + 8, *close = sender;
-    while (close < end && *close != '>') close++;
-    if (close == end || !starts(close, end, ">, ", 3)) return SLOW;
-    const char *r = close + 3;
+    const char *sender = q + 8;
+    Py_ssize_t sender_n;
+    const char *r = angled(sender, end, &sender_n);
+    if (r == NULL) return SLOW;
     PyObject *rec;
     if (starts(r, end, "size=", 5)) {
         const char *size = r + 5, *e = size;
@@ -92,12 +92,12 @@ static int qmgr_from(Scanner *s, PyObject *out, double ts, PyObject *host, PyObj
         for (const char *c = size; c < e; c++) a = a * 10 + (*c - '0');
         for (const char *c = nrcpt; c < e2; c++) b = b * 10 + (*c - '0');
         rec = pack(8, new_ref(s->kinds[MESSAGE_FROM]), PyFloat_FromDouble(ts), new_ref(host),
-                   new_ref(name), text(p, q - p), text(sender, close - sender),
+                   new_ref(name), text(p, q - p), text(sender, sender_n),
                    PyLong_FromLongLong(a), PyLong_FromLongLong(b));
     } else if (starts(r, end, "status=expired, returned to sender", 34) &&
                only_newlines(r + 34, end)) {
         rec = pack(6, new_ref(s->kinds[EXPIRED]), PyFloat_FromDouble(ts), new_ref(host),
-                   new_ref(name), text(p, q - p), text(sender, close - sender));
+                   new_ref(name), text(p, q - p), text(sender, sender_n));
     } else {
         return SLOW;
     }
@@ -137,15 +137,7 @@ static int attempt(Scanner *s, PyObject *out, const Src *src, Py_ssize_t n, doub
     }
     PyObject *relay_text = text(d.relay, d.relay_n);
     if (relay_text == NULL) return FAIL;
-    PyObject *where = PyDict_GetItemWithError(s->relays, relay_text);  /* borrowed */
-    if (where != NULL) {
-        Py_INCREF(where);
-    } else if (PyErr_Occurred()) {
-        Py_DECREF(relay_text);
-        return FAIL;
-    } else {
-        where = PyObject_CallFunctionObjArgs(s->relay, s->relays, relay_text, NULL);
-    }
+    PyObject *where = cached(s->relays, relay_text, s->relay, s->relays);
     Py_DECREF(relay_text);
     if (where == NULL) return FAIL;
     if (where == s->bad_relay || !PyTuple_Check(where) || PyTuple_GET_SIZE(where) != 3) {
@@ -252,15 +244,7 @@ static PyObject *program_info(Scanner *s, const char *p, Py_ssize_t n, long *kin
     }
     PyObject *program = text(p, n);
     if (program == NULL) return NULL;
-    PyObject *info = PyDict_GetItemWithError(s->names, program);  /* borrowed */
-    if (info != NULL) {
-        Py_INCREF(info);
-    } else if (PyErr_Occurred()) {
-        Py_DECREF(program);
-        return NULL;
-    } else {
-        info = PyObject_CallOneArg(s->learn, program);
-    }
+    PyObject *info = cached(s->names, program, s->learn, NULL);
     Py_DECREF(program);
     if (info == NULL) return NULL;
     if (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) != 3) {

@@ -345,3 +345,23 @@ def test_syslog_names_and_hosts_that_are_prefixes_of_each_other() -> None:
     assert stats.attempts == len(records) == 4000
     assert all(r[2] == r[-1].split()[3] for r in records)  # each its own line's host
     assert {r[2] for r in records} == {"out05", "out055"}
+
+
+@needs_scanner
+def test_hostile_lines_are_read_alike_and_nothing_is_lost() -> None:
+    """Megabyte addresses and replies, a line of NULs, a 4 MB line of garbage, a truncated last
+    line: both paths count the same, cap the reply, and read the good line after them."""
+    pre = "Nov 24 14:49:05 out05 postfix-out05/smtp[1]: ABCDE: to=<"
+    lines = [
+        pre + "a" * 2_000_000 + "@x.example>, relay=none, delay=1, dsn=4.4.1, "
+        "status=deferred (" + "r" * 1_000_000 + ")\n",
+        "\x00" * 10_000 + "\n",
+        "x" * 4_000_000 + "\n",
+        _delivery(2),
+        "Nov 24 14:49:05 out05 postfix-out05/smtp[1]: ABCDE: to=<b@x.exa",
+    ]
+    records, stats = both(lines)
+    assert both_text(["".join(lines)]) == (records, stats)
+    assert [len(r[14]) for r in records] == [1000, len("250 2.0.0 OK")]
+    assert stats.malformed == 3
+    assert stats.non_postfix == 0

@@ -54,8 +54,6 @@ class Partial:
     last: dict[RecipientKey, Latest] = field(default_factory=dict)
     # each recipient counted once, under its latest attempt: kept up to date as rows come
     outcomes: Counter[Outcome] = field(default_factory=Counter)
-    # the recipients whose latest attempt is a deferral: an expiry may still settle them
-    pending: dict[RecipientKey, Latest] = field(default_factory=dict)
     expiries: dict[QueueKey, float] = field(default_factory=dict)
     notices: set[tuple[str, str]] = field(default_factory=set)
     unsure: list[Row] = field(default_factory=list)
@@ -120,22 +118,19 @@ class Aggregator:
             else:
                 mine[0].add(f)
                 mine[1].update(recipients)
-        last, outcomes, pending = state.last, state.outcomes, state.pending
-        theirs, their_pending = Counter(other.outcomes), dict(other.pending)
+        last, outcomes = state.last, state.outcomes
+        theirs = Counter(other.outcomes)
         keep = {}
         for rkey in last.keys() & other.last.keys():  # recipients attempted in both parts
             old, new = last[rkey], other.last[rkey]
             if _newer(new, old):  # the later part's attempt stands: this one's goes
                 outcomes[(old[3], old[2])] -= 1
-                pending.pop(rkey, None)
             else:
                 keep[rkey] = old
                 theirs[(new[3], new[2])] -= 1
-                their_pending.pop(rkey, None)
         last.update(other.last)
         last.update(keep)
         outcomes.update(theirs)
-        pending.update(their_pending)
         expiries = state.expiries
         for queue, ts in other.expiries.items():
             expiries[queue] = max(ts, expiries.get(queue, ts))
@@ -144,12 +139,7 @@ class Aggregator:
 
     def _count(self, rows: list[Row]) -> None:
         state = self._state
-        attempts, last, outcomes, pending = (
-            state.attempts,
-            state.last,
-            state.outcomes,
-            state.pending,
-        )
+        attempts, last, outcomes = state.attempts, state.last, state.outcomes
         days, day_of = self._days, self._day
         reason_field, undecided = _REASON_FIELD, self.undecided
         for r in rows:
@@ -186,10 +176,6 @@ class Aggregator:
             else:
                 continue
             last[rkey] = latest
-            if final:
-                pending.pop(rkey, None)
-            else:
-                pending[rkey] = latest
 
     def figures(self) -> dict[Key, Figures]:
         """The figures of everything added (computed once until more is added)."""
@@ -212,7 +198,9 @@ class Aggregator:
         # expired, on the day of the expiry.
         outcomes = Counter(state.outcomes)
         expiries, days, day_of = state.expiries, self._days, self._day
-        for ts, _final, status, key, queue in state.pending.values():
+        for ts, final, status, key, queue in state.last.values() if expiries else ():
+            if final:
+                continue
             expiry = expiries.get(queue)
             if expiry is not None and expiry >= ts:
                 outcomes[(key, status)] -= 1

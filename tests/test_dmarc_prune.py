@@ -194,22 +194,15 @@ def orphans(engine: Engine) -> tuple[int, int]:
     """Records and auth results whose report is gone (a half-deleted report)."""
     reports = select(dmarc_reports.c.id)
     with engine.connect() as conn:
-        return (
+        records, auth = (
             int(
                 conn.execute(
-                    select(func.count())
-                    .select_from(dmarc_records)
-                    .where(dmarc_records.c.report_pk.not_in(reports))
+                    select(func.count()).select_from(t).where(t.c.report_pk.not_in(reports))
                 ).scalar_one()
-            ),
-            int(
-                conn.execute(
-                    select(func.count())
-                    .select_from(dmarc_auth_results)
-                    .where(dmarc_auth_results.c.report_pk.not_in(reports))
-                ).scalar_one()
-            ),
+            )
+            for t in (dmarc_records, dmarc_auth_results)
         )
+    return records, auth
 
 
 def per_report(engine: Engine) -> dict[int, tuple[int, int]]:

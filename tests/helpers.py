@@ -99,3 +99,29 @@ def refuse_writes_operationally(engine: Engine, table: str, when: str) -> None:
 
 def allow_writes(engine: Engine, table: str) -> None:
     allow_operations(engine, table, on="INSERT")
+
+
+def refuse_values(engine: Engine, table: str, column: str, value: str) -> None:
+    """Make the database refuse one value (as a CHECK would): a data error, not an outage."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(
+                text(
+                    "CREATE FUNCTION refuse_value() RETURNS trigger AS $$ BEGIN "
+                    "RAISE EXCEPTION 'value refused' USING ERRCODE = 'check_violation'; "
+                    "END $$ LANGUAGE plpgsql"
+                )
+            )
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER refuse_value BEFORE INSERT ON {table} FOR EACH ROW "
+                    f"WHEN (NEW.{column} = '{value}') EXECUTE FUNCTION refuse_value()"
+                )
+            )
+        else:
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER refuse_value BEFORE INSERT ON {table} "
+                    f"WHEN NEW.{column} = '{value}' BEGIN SELECT RAISE(ABORT, 'value refused'); END"
+                )
+            )

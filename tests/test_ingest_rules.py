@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 
 from inboxops.cli import root
 from inboxops.cli.context import AppContext
@@ -22,7 +22,7 @@ from inboxops.storage.models import (
     quarantine,
     tls_reports,
 )
-from tests.helpers import NOW, aggregate_xml, write_report
+from tests.helpers import NOW, aggregate_xml, refuse_values, write_report
 
 
 def run(args: list[str], env: dict[str, str] | None = None) -> tuple[int, dict, str]:  # type: ignore[type-arg]
@@ -267,32 +267,6 @@ def test_nul_in_a_tls_report_is_cleaned_and_the_batch_goes_on(db_url: str, tmp_p
     assert org == "evil\ufffdorg\ufffd[31m"  # the same on SQLite and PostgreSQL
 
 
-def refuse_values(engine: Engine, table: str, column: str, value: str) -> None:
-    """Make the database refuse one value (as a CHECK would): a data error, not an outage."""
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(
-                text(
-                    "CREATE FUNCTION refuse_value() RETURNS trigger AS $$ BEGIN "
-                    "RAISE EXCEPTION 'value refused' USING ERRCODE = 'check_violation'; "
-                    "END $$ LANGUAGE plpgsql"
-                )
-            )
-            conn.execute(
-                text(
-                    f"CREATE TRIGGER refuse_value BEFORE INSERT ON {table} FOR EACH ROW "
-                    f"WHEN (NEW.{column} = '{value}') EXECUTE FUNCTION refuse_value()"
-                )
-            )
-        else:
-            conn.execute(
-                text(
-                    f"CREATE TRIGGER refuse_value BEFORE INSERT ON {table} "
-                    f"WHEN NEW.{column} = '{value}' BEGIN SELECT RAISE(ABORT, 'value refused'); END"
-                )
-            )
-
-
 def test_a_value_the_database_refuses_quarantines_only_that_report(
     db_url: str, tmp_path: Path
 ) -> None:
@@ -349,8 +323,16 @@ def test_dropped_records_are_counted_per_reason(db_url: str, tmp_path: Path) -> 
     }
     engine = open_database(db_url)
     with engine.connect() as conn:
-        errors = conn.execute(select(dmarc_reports.c.errors)).scalar_one()
+        errors, dropped, records, messages = conn.execute(
+            select(
+                dmarc_reports.c.errors,
+                dmarc_reports.c.dropped_records,
+                dmarc_reports.c.record_count,
+                dmarc_reports.c.message_count,
+            )
+        ).one()
     engine.dispose()
+    assert (dropped, records, messages) == (5, 1, 1)  # the report's row says what the run said
     note = next(e for e in errors if e.startswith("dropped 5"))
     assert "'mail.example.com'" in note
 

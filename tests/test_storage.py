@@ -207,11 +207,11 @@ def test_sqlite_parent_directory_must_exist_except_the_default(tmp_path: Path) -
 
 
 def test_every_text_column_is_cleaned_on_bind() -> None:
-    """Every String/Text/JSON column present and future goes through storage/text.py."""
+    """Every String/Text/JSON column present and future goes through storage/types.py."""
     from sqlalchemy import JSON, String, Text
     from sqlalchemy.types import TypeDecorator
 
-    from inboxops.storage.text import CleanJSON, CleanString, CleanText
+    from inboxops.storage.types import CleanJSON, CleanString, CleanText
 
     raw_text = []
     for table in metadata.tables.values():

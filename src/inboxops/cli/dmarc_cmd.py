@@ -168,12 +168,17 @@ def import_(
       inboxops dmarc import --dry-run report.xml.gz
       inboxops dmarc import --json reports/ | jq .reports_new
     """
-    from inboxops.dmarc.ingest import Ingestor
+    from inboxops.dmarc import pool
 
-    sink = _sink(app, dry_run)
-    ingestor = Ingestor(sink, app.settings.dmarc.limits)
-    with progress_bar(app, "importing") as progress:
-        stats = ingestor.ingest_paths(paths, progress=progress)
+    limits = app.settings.dmarc.limits
+    files = pool.files_of(paths)
+    # workers start parsing now, while the database layer is imported and opened
+    with pool.Parsing(files, limits, pool.workers_for(len(files))) as parsing:
+        from inboxops.dmarc.ingest import Ingestor
+
+        sink = _sink(app, dry_run)
+        with progress_bar(app, "importing") as progress:
+            stats = Ingestor(sink, limits).ingest_parsed(parsing, progress=progress)
     _render_ingest(app, stats, sink, as_json)
     if stats.failed:
         raise click.exceptions.Exit(EXIT_PROBLEMS)

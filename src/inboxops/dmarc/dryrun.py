@@ -26,9 +26,11 @@ from inboxops.dmarc.parsed import (
     parse_small,
     parsed_digest,
     parsed_from,
+    report_key,
     stored_digest,
 )
-from inboxops.dmarc.rows import FIND_SQL, report_key
+from inboxops.dmarc.records import as_record
+from inboxops.dmarc.rows import FIND_SQL
 from inboxops.storage.db import database_errors
 from inboxops.storage.models import failure_reports, tls_reports
 from inboxops.storage.raw import Raw
@@ -64,6 +66,14 @@ class DryRunSink:
         if parsed is None:  # large: count by streaming, nothing kept
             meta = parser.read_meta()
             parsed = parsed_from(parser, meta, source, records=list(rest))
+        self._count(parsed, done)
+
+    def accept(self, parsed: Parsed, done: Done, refuse: Refuse) -> None:
+        if parsed.values is not None:  # as parse_small gives them: records as objects
+            parsed.records, parsed.values = [as_record(v) for v in parsed.values], None
+        self._count(parsed, done)
+
+    def _count(self, parsed: Parsed, done: Done) -> None:
         outcome = self._outcome(parsed)
         result = parsed.result(outcome)
         self.reports.append(

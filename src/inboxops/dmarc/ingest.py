@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from inboxops.config import Limits
+from inboxops.dmarc import pool
 from inboxops.dmarc.model import FailureReport, TlsReport
 from inboxops.dmarc.parse import AggregateParser, ReportStream
-from inboxops.dmarc.parsed import AggregateResult
+from inboxops.dmarc.parsed import AggregateResult, Parsed
 from inboxops.dmarc.store import Sink
 from inboxops.dmarc.unpack import NotAReport, Payload, Unpacker, file_named_like_report
 from inboxops.errors import ParseError, StorageError
@@ -160,17 +160,54 @@ class Ingestor:
         return stats
 
     def ingest_paths(
-        self, paths: Iterable[Path], progress: Callable[[int, int], None] | None = None
+        self,
+        paths: Iterable[Path],
+        progress: Callable[[int, int], None] | None = None,
+        *,
+        workers: int | None = None,
     ) -> IngestStats:
-        """Files and directories; outcomes are final once this returns (groups committed)."""
-        files = sorted(expand_paths(paths))
+        """Files and directories; outcomes are final once this returns (groups committed).
+
+        Many files are parsed by ``workers`` processes (default: one per core when there are
+        enough files, :func:`inboxops.dmarc.pool.workers_for`) while this one writes; the
+        outcome is the same as reading them one by one here.
+        """
+        files = pool.files_of(paths)
+        if workers is None:
+            workers = pool.workers_for(len(files))
+        with pool.Parsing(files, self.limits, workers) as parsing:
+            return self.ingest_parsed(parsing, progress)
+
+    def ingest_parsed(
+        self, parsing: pool.Parsing, progress: Callable[[int, int], None] | None = None
+    ) -> IngestStats:
+        """The files of ``parsing``, in order: what its workers parsed is written, the
+        files they left (``None``) are read here."""
         total = IngestStats()
+        count = len(parsing.files)
         with self.sink.session():
-            for i, path in enumerate(files, 1):
-                self.ingest_file(path, total)
+            for i, (path, reports) in enumerate(parsing, 1):
+                if reports is None:
+                    self.ingest_file(path, total)
+                else:
+                    self._accept(total, path, reports)
                 if progress is not None:
-                    progress(i, len(files))
+                    progress(i, count)
         return total
+
+    def _accept(self, stats: IngestStats, path: Path, reports: list[Parsed]) -> None:
+        """A file's small reports, parsed by a worker: written as :meth:`_aggregate` would."""
+        source = str(path)
+
+        def refuse(reason: str) -> None:
+            try:
+                raw = path.read_bytes()
+            except OSError:
+                raw = None
+            self._refuse(stats, source, reason, raw, len(raw) if raw is not None else 0)
+
+        for parsed in reports:
+            self.sink.accept(parsed, self._done(stats, parsed.source), refuse)
 
     # -- the pipeline -------------------------------------------------------------------------
 
@@ -238,6 +275,11 @@ class Ingestor:
         name: str,
         refuse: Callable[[str], None],
     ) -> None:
+        self.sink.aggregate(parser, name, self._done(stats, name), refuse)
+
+    def _done(self, stats: IngestStats, name: str) -> Callable[[AggregateResult], None]:
+        """What happens once an aggregate report from ``name`` is committed."""
+
         def done(result: AggregateResult) -> None:
             stats.count(result)
             if result.outcome == "conflicting":
@@ -254,7 +296,7 @@ class Ingestor:
                 name,
             )
 
-        self.sink.aggregate(parser, name, done, refuse)
+        return done
 
     def _tls(self, stats: IngestStats, report: TlsReport, name: str) -> None:
         if self.sink.tls(report, name) == "new":
@@ -291,16 +333,3 @@ class Ingestor:
             f"input is {size} bytes, over the {shown} cap "
             "(raise [dmarc.limits].max_input_bytes if it is genuine)"
         )
-
-
-def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files as given, directories recursively (hidden files and folders skipped)."""
-    for path in paths:
-        if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if not name.startswith("."):
-                        yield Path(root) / name
-        else:
-            yield path

@@ -8,24 +8,25 @@ the digests of :func:`stored_digest` and :func:`parsed_digest`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from inboxops.dmarc.model import Record, ReportMeta
 from inboxops.dmarc.parse import ReportStream
 from inboxops.dmarc.records import RecordValues, as_record
-from inboxops.dmarc.rows import (
-    CONTENT_AUTH_SQL,
-    CONTENT_RECORD_SQL,
-    content_digest,
-    record_rows,
-    report_key,
-    value_rows,
-)
 from inboxops.errors import ParseError
-from inboxops.storage.raw import Raw
+
+if TYPE_CHECKING:  # parsing workers start before the database layer is imported (pool.py)
+    from inboxops.storage.raw import Raw
+
+
+def report_key(org_name: str, report_id: str) -> str:
+    """The idempotency key of a report: a digest of the *full* org_name and report_id."""
+    return hashlib.sha256(f"{org_name}\x00{report_id}".encode("utf-8", "surrogatepass")).hexdigest()
+
 
 BATCH = 5000  # records per write; also the most a report may have to be parsed whole
 
@@ -48,6 +49,15 @@ Done = Callable[[AggregateResult], None]
 Refuse = Callable[[str], None]
 
 
+def _no_outcome(_result: AggregateResult) -> None:
+    """The default :attr:`Parsed.done`: a function, not a lambda, so a Parsed pickles (it
+    crosses from a parsing worker to the writer, :mod:`inboxops.dmarc.pool`)."""
+
+
+def _no_refusal(_reason: str) -> None:
+    """The default :attr:`Parsed.refuse` (see :func:`_no_outcome`)."""
+
+
 @dataclass
 class Parsed:
     """A small aggregate report, parsed whole and waiting for its group's transaction.
@@ -64,8 +74,8 @@ class Parsed:
     recovered: bool
     dropped: int
     drop_reasons: dict[str, int]
-    done: Done = field(repr=False, default=lambda _r: None)
-    refuse: Refuse = field(repr=False, default=lambda _r: None)
+    done: Done = field(repr=False, default=_no_outcome)
+    refuse: Refuse = field(repr=False, default=_no_refusal)
     values: list[RecordValues] | None = field(repr=False, default=None)
 
     @property
@@ -147,10 +157,14 @@ def _records(head: list[RecordValues], parser: ReportStream) -> Iterator[Record]
 
 
 def stored_digest(raw: Raw, pk: int) -> str:
+    from inboxops.dmarc.rows import CONTENT_AUTH_SQL, CONTENT_RECORD_SQL, content_digest
+
     return content_digest(raw.all(CONTENT_RECORD_SQL, (pk,)), raw.all(CONTENT_AUTH_SQL, (pk,)))
 
 
 def parsed_digest(parsed: Parsed, pg: bool) -> str:
+    from inboxops.dmarc.rows import content_digest, record_rows, value_rows
+
     if parsed.values is None:
         rec_rows, auth_rows = record_rows(0, 0, parsed.records, pg)
     else:

@@ -23,17 +23,12 @@ from typing import Any
 from sqlalchemy import Column, String
 
 from inboxops.dmarc.model import Record, ReportMeta
+from inboxops.dmarc.parsed import report_key
 from inboxops.dmarc.records import RecordValues
 from inboxops.storage.models import dmarc_auth_results, dmarc_records, dmarc_reports
 from inboxops.storage.raw import Raw
-from inboxops.storage.text import (
-    CleanJSON,
-    CleanString,
-    CleanText,
-    clean_json,
-    clean_row,
-    clean_text,
-)
+from inboxops.storage.text import clean_json, clean_row, clean_text
+from inboxops.storage.types import CleanJSON, CleanString, CleanText
 
 RECORD_COLS = [c.name for c in dmarc_records.columns]
 AUTH_COLS = [c.name for c in dmarc_auth_results.columns]
@@ -48,11 +43,6 @@ def _text_indexes(columns: Sequence[Column[Any]]) -> tuple[int, ...]:
 
 RECORD_TEXT = _text_indexes(list(dmarc_records.columns))
 AUTH_TEXT = _text_indexes(list(dmarc_auth_results.columns))
-
-
-def report_key(org_name: str, report_id: str) -> str:
-    """The idempotency key of a report: a digest of the *full* org_name and report_id."""
-    return hashlib.sha256(f"{org_name}\x00{report_id}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def window_at(begin: datetime | None, end: datetime | None) -> datetime | None:
@@ -73,8 +63,15 @@ def now() -> datetime:
 
 
 def meta_values(
-    raw: Raw, meta: ReportMeta, source: str, *, sha256: str = "", recovered: bool = False
+    raw: Raw,
+    meta: ReportMeta,
+    source: str,
+    *,
+    sha256: str = "",
+    recovered: bool = False,
+    counts: tuple[int, int, int] = (0, 0, 0),
 ) -> list[Any]:
+    """A report's row; ``counts`` (records, messages, dropped records) when already known."""
     row = {
         "report_key": report_key(meta.org_name, meta.report_id),
         "org_name": meta.org_name,
@@ -97,9 +94,9 @@ def meta_values(
         "testing": meta.testing,
         "discovery_method": meta.discovery_method,
         "errors": raw.json(clean_json(list(meta.errors))),
-        "record_count": 0,
-        "message_count": 0,
-        "dropped_records": 0,
+        "record_count": counts[0],
+        "message_count": counts[1],
+        "dropped_records": counts[2],
         "source": source,
         "sha256": sha256,
         "recovered": recovered if raw.pg else int(recovered),

@@ -49,6 +49,7 @@ from inboxops.dmarc.parsed import (
     parsed_digest,
     parsed_from,
     read_head,
+    report_key,
     stored_digest,
 )
 from inboxops.dmarc.records import RecordValues
@@ -60,7 +61,6 @@ from inboxops.dmarc.rows import (
     REPLACE_SQL,
     meta_values,
     now,
-    report_key,
     window_at,
     write_records,
     write_values,
@@ -98,6 +98,10 @@ class Sink(Protocol):
     """
 
     def aggregate(self, parser: ReportStream, source: str, done: Done, refuse: Refuse) -> None: ...
+
+    def accept(self, parsed: Parsed, done: Done, refuse: Refuse) -> None:
+        """A small report another process already parsed (:mod:`inboxops.dmarc.pool`)."""
+        ...
 
     def tls(self, report: TlsReport, source: str) -> Outcome: ...
 
@@ -151,6 +155,13 @@ class DatabaseSink:
             self.flush()
             done(self._stream(parser, head, source))
             return
+        self._buffer_parsed(parsed, done, refuse)
+
+    def accept(self, parsed: Parsed, done: Done, refuse: Refuse) -> None:
+        with _without_cyclic_gc():
+            self._buffer_parsed(parsed, done, refuse)
+
+    def _buffer_parsed(self, parsed: Parsed, done: Done, refuse: Refuse) -> None:
         parsed.done, parsed.refuse = done, refuse
         self._buffer.append(parsed)
         self._buffered_records += parsed.size
@@ -178,10 +189,27 @@ class DatabaseSink:
                 parsed.refuse(outcome)
 
     def _write_group(self, group: list[Parsed]) -> list[tuple[Parsed, AggregateResult | str]]:
+        """The group in one transaction. A report the database refuses (a data error) is rare,
+        so the group is first written without a savepoint per report (half the statements);
+        on a refusal that transaction is rolled back and the group written again with them,
+        so the refused report alone is left out."""
+        try:
+            return self._write_group_once(group, savepoints=False)
+        except Exception as exc:
+            if not is_data_error(exc):
+                raise
+        return self._write_group_once(group, savepoints=True)
+
+    def _write_group_once(
+        self, group: list[Parsed], *, savepoints: bool
+    ) -> list[tuple[Parsed, AggregateResult | str]]:
         out: list[tuple[Parsed, AggregateResult | str]] = []
         with write_transaction(self.engine) as conn:
             raw = Raw(conn)
             for parsed in group:
+                if not savepoints:
+                    out.append((parsed, self._store_parsed(raw, parsed)))
+                    continue
                 raw.run("SAVEPOINT inboxops_report", ())
                 try:
                     result = self._store_parsed(raw, parsed)
@@ -197,16 +225,21 @@ class DatabaseSink:
         return out
 
     def _store_parsed(self, raw: Raw, parsed: Parsed) -> AggregateResult:
+        """Parsed whole, the report's row is written final at once (counts, digest, repairs)."""
+        result = parsed.result("new")
         values = meta_values(
-            raw, parsed.meta, parsed.source, sha256=parsed.sha256, recovered=parsed.recovered
+            raw,
+            parsed.meta,
+            parsed.source,
+            sha256=parsed.sha256,
+            recovered=parsed.recovered,
+            counts=(result.records, result.messages, parsed.dropped),
         )
         inserted = raw.one(INSERT_SQL, values)
         if inserted is None:
             return _resolve_conflict(raw, parsed, values)
-        pk = int(inserted)
-        _write_records(raw, pk, parsed)
-        _finish(raw, pk, parsed)
-        return parsed.result("new")
+        _write_records(raw, int(inserted), parsed)
+        return result
 
     def _stream(self, parser: ReportStream, head: list[RecordValues], source: str) -> Any:
         """A large report in its own transaction, written as it is parsed."""
@@ -376,22 +409,6 @@ def _write_records(raw: Raw, pk: int, parsed: Parsed) -> None:
         write_records(raw, pk, start, parsed.records[start : start + BATCH])
 
 
-def _finish(raw: Raw, pk: int, parsed: Parsed) -> None:
-    result = parsed.result("new")
-    raw.run(
-        FINISH_SQL,
-        (
-            raw.json(clean_json(list(parsed.meta.errors))),
-            result.records,
-            result.messages,
-            parsed.dropped,
-            parsed.sha256,
-            parsed.recovered if raw.pg else int(parsed.recovered),
-            pk,
-        ),
-    )
-
-
 def _resolve_conflict(raw: Raw, parsed: Parsed, values: list[Any]) -> AggregateResult:
     row = raw.row(FIND_SQL, (parsed.key,))
     if row is None:  # deleted between the INSERT and now: nothing to compare with
@@ -404,8 +421,7 @@ def _resolve_conflict(raw: Raw, parsed: Parsed, values: list[Any]) -> AggregateR
         for sql in DELETE_CHILDREN_SQL:
             raw.run(sql, (pk,))
         raw.run(REPLACE_SQL, [*values, pk])
-        _write_records(raw, pk, parsed)
-        _finish(raw, pk, parsed)
+        _write_records(raw, pk, parsed)  # the values carry the final counts
         log.warning(
             "event=report_replaced org=%s report_id=%s old_source=%s new_source=%s "
             "reason=stored_copy_was_recovered_from_malformed_xml",

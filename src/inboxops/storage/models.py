@@ -25,7 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from inboxops.storage.text import CleanJSON, CleanString, CleanText
+from inboxops.storage.types import CleanJSON, CleanString, CleanText
 
 metadata = MetaData(
     naming_convention={

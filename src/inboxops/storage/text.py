@@ -7,12 +7,15 @@ decoding) make later reads, logs and terminals misbehave. So every string a colu
 passes :func:`clean_text`: NUL, other C0/C1 controls except tab, newline and carriage return,
 and lone surrogates become U+FFFD. Both databases then store the same thing.
 
-Every route to the database calls it: SQLAlchemy Core writes through the column types below
-(every String/Text/JSON column in ``models.py`` uses them; a test fails on a column that does
-not), and the driver-level hot paths (``dmarc/rows.py``, ``reputation/store.py``) through
-:func:`clean_row`, except for the aggregate parser's own values, which
-:mod:`inboxops.dmarc.parse` cleans as it reads them (``tests/test_parse_speed_paths.py``)
-so that a 100,000-record report is not scanned twice.
+Every route to the database calls it: SQLAlchemy Core writes through the column types of
+:mod:`inboxops.storage.types` (every String/Text/JSON column in ``models.py`` uses them; a
+test fails on a column that does not), and the driver-level hot paths (``dmarc/rows.py``,
+``reputation/store.py``) through :func:`clean_row`, except for the aggregate parser's own
+values, which :mod:`inboxops.dmarc.parse` cleans as it reads them
+(``tests/test_parse_speed_paths.py``) so that a 100,000-record report is not scanned twice.
+
+Pure (no SQLAlchemy): the parsers import it, and parsing workers start before the database
+layer is imported (:mod:`inboxops.dmarc.pool`).
 """
 
 from __future__ import annotations
@@ -20,10 +23,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
-
-from sqlalchemy import JSON, String, Text
-from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
 
 REPLACEMENT = "\ufffd"
 _BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -66,33 +65,3 @@ def clean_row(row: Sequence[Any], text_columns: Sequence[int]) -> tuple[Any, ...
                     out[j] = clean_text(out[j])
             return tuple(out)
     return tuple(row)
-
-
-class CleanString(TypeDecorator[str]):
-    """``String(n)`` whose bound values pass :func:`clean_text`."""
-
-    impl = String
-    cache_ok = True
-
-    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
-        return clean_text(value) if isinstance(value, str) else value
-
-
-class CleanText(TypeDecorator[str]):
-    """``Text`` whose bound values pass :func:`clean_text`."""
-
-    impl = Text
-    cache_ok = True
-
-    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
-        return clean_text(value) if isinstance(value, str) else value
-
-
-class CleanJSON(TypeDecorator[Any]):
-    """``JSON`` whose strings (at any depth) pass :func:`clean_text`."""
-
-    impl = JSON
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        return clean_json(value)

@@ -1,0 +1,164 @@
+"""The files of a big import parsed on every core while the parent process writes.
+
+Parsing (unpack, XML, record values) is most of an import of many small reports, and each file
+is independent, so worker processes read the files and the parent only writes what they parsed
+(:meth:`~inboxops.dmarc.store.Sink.accept`). Only the common case crosses the process boundary:
+a file whose every payload is a small aggregate report that parsed without a complaint comes
+back as its :class:`~inboxops.dmarc.parsed.Parsed` reports. For anything else (a refusal, a
+TLS or failure report, a large report, a file that is not a report, any exception) the worker
+answers ``None`` and the parent reads that file itself, through the one sequential path that
+decides refusals, quarantine and logging. What the parallel run stores is therefore what a
+sequential run stores, in the same order (tests/test_dmarc_pool.py compares the two).
+
+Files go out in chunks (one round trip per chunk, not per file) with a bounded number in
+flight, so memory stays flat however many files an import names. A worker that dies (killed,
+out of memory) breaks the pool; the parent then reads the rest of the files itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from inboxops.config import Limits
+from inboxops.dmarc.parse import AggregateParser
+from inboxops.dmarc.parsed import Parsed, read_head
+from inboxops.dmarc.unpack import Unpacker
+
+MIN_FILES = 64  # below this, starting processes costs more than it saves
+CHUNK = 16  # files per round trip
+AHEAD = 32  # chunks in flight: the head start, and all the memory the answers take
+
+Answer = tuple[Path, list[Parsed] | None]
+"""A file and its small aggregate reports, or ``None``: the parent reads that file itself."""
+Answers = list[list[Parsed] | None]
+
+
+def workers_for(files: int) -> int:
+    """How many processes should parse an import of ``files`` files: 1 unless it is big."""
+    cpus = os.cpu_count() or 1
+    if files < MIN_FILES or cpus < 2:
+        return 1
+    return min(cpus, 4)
+
+
+def parse_file(path: Path, limits: Limits) -> list[Parsed] | None:
+    """The small aggregate reports in ``path``, or ``None`` when the file needs the parent.
+
+    Every exception means "let the sequential path decide": it reads the file again and
+    refuses, quarantines or counts it exactly as it would have without workers.
+    """
+    try:
+        if path.stat().st_size > limits.max_input_bytes:
+            return None
+        reports: list[Parsed] = []
+        with path.open("rb") as fh:
+            for payload in Unpacker(limits).payloads(fh, str(path)):
+                if payload.kind != "xml" or payload.stream is None:
+                    return None
+                parser = AggregateParser(
+                    payload.stream, source=payload.name, max_records=limits.max_records
+                )
+                parsed, _head = read_head(parser, payload.name)
+                if parsed is None:  # large: streamed by the parent in its own transaction
+                    return None
+                reports.append(parsed)
+        return reports
+    except Exception:  # any trouble: the parent's path reports it
+        return None
+
+
+def _parse_chunk(paths: Sequence[Path], limits: Limits) -> Answers:
+    return [parse_file(p, limits) for p in paths]
+
+
+def _worker_start() -> None:
+    """Workers are silent and leave Ctrl-C to the parent, which stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.disable(logging.CRITICAL)
+
+
+class Parsing:
+    """Workers parsing ``files`` from the moment this is entered, answers in file order.
+
+    Entered before the database is opened (``dmarc import`` does), the workers get a head
+    start of :data:`AHEAD` chunks while the parent imports the storage layer. With one worker
+    nothing starts: every answer is ``None`` and the parent reads each file itself.
+    """
+
+    def __init__(self, files: Sequence[Path], limits: Limits, workers: int) -> None:
+        self.files = files
+        self.limits = limits
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._queued = iter([files[i : i + CHUNK] for i in range(0, len(files), CHUNK)])
+        self._pending: deque[tuple[Sequence[Path], Future[Answers] | None]] = deque()
+        self._broken = False
+
+    def __enter__(self) -> Parsing:
+        if self.workers > 1 and self.files:
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp.get_context("fork"), initializer=_worker_start
+            )
+            for _ in range(AHEAD):
+                self._submit()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __iter__(self) -> Iterator[Answer]:
+        if self._pool is None:
+            for path in self.files:
+                yield path, None
+            return
+        while self._pending:
+            chunk, future = self._pending.popleft()
+            answers: Answers = [None] * len(chunk)
+            if future is not None:  # a completed one still has its answers
+                try:
+                    answers = future.result()
+                except BrokenProcessPool:
+                    self._broken = True  # the parent reads what is left
+            self._submit()
+            yield from zip(chunk, answers, strict=True)
+
+    def _submit(self) -> None:
+        """The next chunk into the window: to a worker, or to the parent once the pool is
+        broken (a chunk taken when it breaks is not lost)."""
+        chunk = next(self._queued, None)
+        if chunk is None:
+            return
+        future = None
+        if not self._broken and self._pool is not None:
+            try:
+                future = self._pool.submit(_parse_chunk, chunk, self.limits)
+            except BrokenProcessPool:
+                self._broken = True
+        self._pending.append((chunk, future))
+
+
+def files_of(paths: Iterable[Path]) -> list[Path]:
+    """Files as given, directories recursively (hidden files and folders skipped), sorted."""
+    return sorted(_expand(paths))
+
+
+def _expand(paths: Iterable[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if not name.startswith("."):
+                        yield Path(root) / name
+        else:
+            yield path

@@ -69,3 +69,16 @@ def test_the_stored_one_line_help_is_the_commands_own(name: str) -> None:
     stored = click.Command(name, help=LAZY_COMMANDS[name][2])
     assert real.get_short_help_str(300) == stored.get_short_help_str(300)
     assert root.get_command(click.Context(root), name) is real
+
+
+def test_dmarc_parsing_workers_start_without_the_database_layer() -> None:
+    """``dmarc import`` forks its parsing workers before the database is opened, so they parse
+    while the main process imports SQLAlchemy: nothing the workers run may import it."""
+    probe = (
+        "import sys\n"
+        "from inboxops.dmarc import pool\n"
+        "from inboxops.dmarc.parsed import parse_small, read_head\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'alembic')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"

@@ -11,131 +11,18 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from inboxops.config import Limits
 from inboxops.dmarc import pool
 from inboxops.dmarc.dryrun import DryRunSink
-from inboxops.dmarc.ingest import Ingestor, IngestStats
+from inboxops.dmarc.ingest import Ingestor
 from inboxops.dmarc.store import DatabaseSink
 from inboxops.storage.db import open_database
-from inboxops.storage.models import (
-    dmarc_auth_results,
-    dmarc_records,
-    dmarc_reports,
-    failure_reports,
-    quarantine,
-    tls_policies,
-    tls_reports,
-)
+from tests.dmarc_pool_support import mixed_inputs, relative, run, sequential, snapshot
 from tests.helpers import aggregate_xml, refuse_values, write_report
-from tests.hostile_support import zip_members
-
-# -- what a run leaves behind -----------------------------------------------------------------
-
-
-def _plain(value: Any) -> Any:
-    """One value as both databases and both runs can be compared: UTC instants without zone."""
-    if isinstance(value, datetime):
-        return (value.astimezone(UTC) if value.tzinfo else value).replace(tzinfo=None)
-    return value
-
-
-def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every DMARC table's rows, sorted, without surrogate ids or storage times (child rows
-    name their report by key, not by id)."""
-    out: dict[str, list[tuple[Any, ...]]] = {}
-    with engine.connect() as conn:
-        keys = dict(conn.execute(select(dmarc_reports.c.id, dmarc_reports.c.report_key)).all())
-        tls_keys = dict(conn.execute(select(tls_reports.c.id, tls_reports.c.report_key)).all())
-        for table, parents in (
-            (dmarc_reports, None),
-            (dmarc_records, keys),
-            (dmarc_auth_results, keys),
-            (quarantine, None),
-            (tls_reports, None),
-            (tls_policies, tls_keys),
-            (failure_reports, None),
-        ):
-            names = [c.name for c in table.columns if c.name not in ("id", "stored_at")]
-            rows = []
-            for row in conn.execute(select(*(table.c[n] for n in names))):
-                values = dict(zip(names, row, strict=True))
-                if parents is not None:
-                    values["report_pk"] = parents[values["report_pk"]]
-                rows.append(tuple(repr(_plain(values[n])) for n in names))
-            out[table.name] = sorted(rows)
-    return out
-
-
-def run(engine: Engine, paths: list[Path], workers: int) -> IngestStats:
-    return Ingestor(DatabaseSink(engine), Limits()).ingest_paths(paths, workers=workers)
-
-
-def sequential(tmp_path: Path, paths: list[Path]) -> tuple[IngestStats, dict[str, Any]]:
-    """The same import by one process, into a fresh SQLite database: the reference."""
-    engine = open_database(f"sqlite:///{tmp_path / 'sequential.db'}")
-    try:
-        return run(engine, paths, workers=1), snapshot(engine)
-    finally:
-        engine.dispose()
-
-
-def _relative(stats: IngestStats) -> dict[str, Any]:
-    return stats.as_json()
-
-
-# -- inputs -------------------------------------------------------------------------------------
-
-
-def mixed_inputs(directory: Path) -> list[Path]:
-    """More files than a chunk, of every kind the sequential path treats specially."""
-    day = datetime(2026, 11, 22, tzinfo=UTC)
-    for i in range(40):
-        rows = [(f"192.0.2.{i % 250 + 1}", i + 1, i % 3 != 0), (f"198.51.100.{i + 1}", 2, False)]
-        write_report(
-            directory,
-            f"r{i:03}.xml",
-            aggregate_xml(org=f"org{i % 7}.example", report_id=f"id{i}", rows=rows),
-        )
-    # the same report under another name: known; a different one under its key: conflicting
-    write_report(directory, "r000-copy.xml", (directory / "r000.xml").read_bytes())
-    write_report(
-        directory,
-        "r001-other.xml",
-        aggregate_xml(org="org1.example", report_id="id1", rows=[("203.0.113.9", 5, True)]),
-    )
-    big = [(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", 1, i % 2 == 0) for i in range(5_200)]
-    write_report(directory, "large.xml", aggregate_xml(org="big.example", report_id="L", rows=big))
-    two = {
-        "a.xml": aggregate_xml(org="zip.example", report_id="z1"),
-        "b.xml": aggregate_xml(org="zip.example", report_id="z2", begin=day, end=day),
-    }
-    write_report(directory, "two.zip", zip_members(two))
-    tls = (
-        b'{"organization-name":"tls.example","date-range":{"start-datetime":'
-        b'"2026-11-22T00:00:00Z","end-datetime":"2026-11-22T23:59:59Z"},'
-        b'"contact-info":"tls@tls.example","report-id":"t1","policies":[{"policy":{'
-        b'"policy-type":"sts","policy-string":[],"policy-domain":"example.com"},'
-        b'"summary":{"total-successful-session-count":5,"total-failure-session-count":0}}]}'
-    )
-    mixed = {"report.xml": aggregate_xml(org="mix.example", report_id="m1"), "tls.json": tls}
-    write_report(directory, "mixed.zip", zip_members(mixed))
-    write_report(
-        directory,
-        "refused.xml",
-        aggregate_xml(org="no.example", report_id="bad", rows=[("203.0.113.66", 1, True)]),
-    )
-    write_report(directory, "broken.xml", b"<?xml version='1.0'?><feedback><report_metadata>")
-    write_report(directory, "empty.xml", b"")
-    write_report(directory, "README.txt", b"not a report\n")
-    return sorted(directory.iterdir())
-
 
 # -- tests ----------------------------------------------------------------------------------------
 
@@ -147,7 +34,7 @@ def test_the_corpus_through_workers_is_stored_as_by_one_process(
     stats = run(engine, [corpus], workers=2)
     reference, rows = sequential(tmp_path, [corpus])
     assert (stats.reports_new, stats.reports_replaced) == (20, 1)
-    assert _relative(stats) == _relative(reference)
+    assert relative(stats) == relative(reference)
     assert snapshot(engine) == rows
 
 
@@ -166,7 +53,7 @@ def test_every_kind_of_input_through_workers_is_stored_as_by_one_process(
     finally:
         reference_engine.dispose()
     stats = run(engine, paths, workers=2)
-    assert _relative(stats) == _relative(reference)
+    assert relative(stats) == relative(reference)
     assert snapshot(engine) == rows
     refused = {Path(f.source).name for f in stats.failed}
     assert refused == {"refused.xml", "broken.xml", "empty.xml"}
@@ -183,7 +70,7 @@ def test_a_dry_run_through_workers_says_what_one_process_says(tmp_path: Path) ->
         Ingestor(s, Limits()).ingest_paths(paths, workers=n)
         for s, n in zip(sinks, (2, 1), strict=True)
     ]
-    assert _relative(stats[0]) == _relative(stats[1])
+    assert relative(stats[0]) == relative(stats[1])
     assert sinks[0].reports == sinks[1].reports
     assert len(sinks[0].reports) == 40 + 2 + 1 + 2 + 1 + 1  # + copy, conflicting, refused
 
@@ -227,8 +114,3 @@ def test_an_import_of_many_files_uses_the_workers_and_a_small_one_does_not(
     stats = Ingestor(DatabaseSink(engine), Limits()).ingest_paths(few, progress=progress)
     assert max(children) == 0
     assert stats.reports_known == pool.MIN_FILES - 1
-
-
-@pytest.mark.parametrize("files", [0, 1, pool.MIN_FILES - 1])
-def test_small_imports_stay_in_one_process(files: int) -> None:
-    assert pool.workers_for(files) == 1

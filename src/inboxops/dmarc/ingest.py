@@ -21,6 +21,7 @@ from inboxops.dmarc.model import FailureReport, TlsReport
 from inboxops.dmarc.parse import AggregateParser, ReportStream
 from inboxops.dmarc.parsed import AggregateResult, Parsed
 from inboxops.dmarc.store import Sink
+from inboxops.dmarc.streamed import Streaming
 from inboxops.dmarc.unpack import NotAReport, Payload, Unpacker, file_named_like_report
 from inboxops.errors import ParseError, StorageError
 
@@ -143,8 +144,11 @@ class Ingestor:
         self._refuse(stats, source, self._too_big(size), None, size)  # stored at once
         return stats
 
-    def ingest_file(self, path: Path, stats: IngestStats | None = None) -> IngestStats:
-        """One file. Its name counts too: ``report.xml`` that holds no report is a refusal."""
+    def ingest_file(
+        self, path: Path, stats: IngestStats | None = None, streaming: Streaming | None = None
+    ) -> IngestStats:
+        """One file. Its name counts too: ``report.xml`` that holds no report is a refusal.
+        With ``streaming``, a worker parses its (first) aggregate report meanwhile."""
         stats = stats if stats is not None else IngestStats()
         source = str(path)
         try:
@@ -154,7 +158,9 @@ class Ingestor:
                 return stats
             with path.open("rb") as fh:
                 named = file_named_like_report(path.name)
-                self._run(stats, fh, source, path.read_bytes, size, named_like=named)
+                self._run(
+                    stats, fh, source, path.read_bytes, size, named_like=named, streaming=streaming
+                )
         except OSError as exc:
             stats.failed.append(Failed(source, f"cannot read file: {exc.strerror or exc}"))
         return stats
@@ -187,8 +193,8 @@ class Ingestor:
         count = len(parsing.files)
         with self.sink.session():
             for i, (path, reports) in enumerate(parsing, 1):
-                if reports is None:
-                    self.ingest_file(path, total)
+                if reports is None or isinstance(reports, Streaming):
+                    self.ingest_file(path, total, reports)
                 else:
                     self._accept(total, path, reports)
                 if progress is not None:
@@ -220,13 +226,16 @@ class Ingestor:
         size: int,
         *,
         named_like: bool,
+        streaming: Streaming | None = None,
     ) -> None:
         def refuse(reason: str) -> None:
             self._refuse(stats, source, reason, raw(), size)
 
         try:
             for payload in self.unpacker.payloads(stream, source):
-                self._payload(stats, payload, refuse)
+                self._payload(stats, payload, refuse, streaming)
+                if payload.kind == "xml":
+                    streaming = None  # the worker parses the first aggregate report only
         except NotAReport as exc:
             if named_like:
                 detail = str(exc).rpartition(": ")[2] or "no report inside"
@@ -251,11 +260,21 @@ class Ingestor:
             reason = f"unexpected {type(exc).__name__} while parsing; please report this input"
             self._refuse(stats, source, reason, raw(), size)
 
-    def _payload(self, stats: IngestStats, payload: Payload, refuse: Callable[[str], None]) -> None:
+    def _payload(
+        self,
+        stats: IngestStats,
+        payload: Payload,
+        refuse: Callable[[str], None],
+        streaming: Streaming | None = None,
+    ) -> None:
         if payload.kind == "xml" and payload.stream is not None:
-            parser = AggregateParser(
-                payload.stream, source=payload.name, max_records=self.limits.max_records
-            )
+            parser: ReportStream
+            if streaming is not None:
+                parser = streaming.parser(payload.stream, payload.name)
+            else:
+                parser = AggregateParser(
+                    payload.stream, source=payload.name, max_records=self.limits.max_records
+                )
             self._aggregate(stats, parser, payload.name, refuse)
         elif payload.kind == "json" and payload.stream is not None:
             from inboxops.dmarc.tlsrpt import parse_tls_report

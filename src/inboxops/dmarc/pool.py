@@ -30,23 +30,42 @@ from pathlib import Path
 from inboxops.config import Limits
 from inboxops.dmarc.parse import AggregateParser
 from inboxops.dmarc.parsed import Parsed, read_head
-from inboxops.dmarc.unpack import Unpacker
+from inboxops.dmarc.streamed import Streaming
+from inboxops.dmarc.unpack import Unpacker, sniff
 
-MIN_FILES = 64  # below this, starting processes costs more than it saves
+MIN_FILES = 64  # small files: below this, starting processes costs more than it saves
+STREAM_BYTES = 2 * 1024 * 1024  # a plain report this big has its own worker (see streamable)
 CHUNK = 16  # files per round trip
 AHEAD = 32  # chunks in flight: the head start, and all the memory the answers take
 
-Answer = tuple[Path, list[Parsed] | None]
-"""A file and its small aggregate reports, or ``None``: the parent reads that file itself."""
+Answer = tuple[Path, list[Parsed] | Streaming | None]
+"""A file and its small aggregate reports, the worker streaming it, or ``None``: the parent
+reads that file itself."""
 Answers = list[list[Parsed] | None]
 
 
 def workers_for(files: int) -> int:
-    """How many processes should parse an import of ``files`` files: 1 unless it is big."""
+    """How many processes should parse an import of ``files`` files: 1 (none) unless this
+    machine has cores to spare. Small files use them only when there are :data:`MIN_FILES`;
+    a big file gets its own whatever the count (:mod:`.streamed`)."""
     cpus = os.cpu_count() or 1
-    if files < MIN_FILES or cpus < 2:
+    if files < 1 or cpus < 2:
         return 1
     return min(cpus, 4)
+
+
+def streamable(path: Path, big: int = STREAM_BYTES) -> bool:
+    """Is ``path`` big enough to be parsed by its own worker while the writer writes? Plain
+    XML of ``big`` bytes, or gzip of a tenth of that (reports compress tenfold)."""
+    try:
+        size = path.stat().st_size
+        if size < big // 10:
+            return False
+        with path.open("rb") as fh:
+            kind = sniff(fh.read(64))
+    except OSError:
+        return False
+    return (kind == "xml" and size >= big) or kind == "gzip"
 
 
 def parse_file(path: Path, limits: Limits) -> list[Parsed] | None:
@@ -89,21 +108,32 @@ class Parsing:
     """Workers parsing ``files`` from the moment this is entered, answers in file order.
 
     Entered before the database is opened (``dmarc import`` does), the workers get a head
-    start of :data:`AHEAD` chunks while the parent imports the storage layer. With one worker
-    nothing starts: every answer is ``None`` and the parent reads each file itself.
+    start while the main process imports the storage layer. Small files go to a pool in chunks
+    (when there are :data:`MIN_FILES` of them); a big one (:func:`streamable`) to a worker of
+    its own whose records the writer reads as they come (:class:`.streamed.Streaming`), the
+    next big file's worker started when this one's turn comes. With one worker nothing starts:
+    every answer is ``None`` and the main process reads each file itself.
     """
 
-    def __init__(self, files: Sequence[Path], limits: Limits, workers: int) -> None:
+    def __init__(
+        self, files: Sequence[Path], limits: Limits, workers: int, *, big: int = STREAM_BYTES
+    ) -> None:
         self.files = files
         self.limits = limits
         self.workers = workers
+        self._streams: dict[Path, Streaming] = {}
+        if workers > 1:
+            self._streams = {p: Streaming(p, limits) for p in files if streamable(p, big)}
+        self._small = [p for p in files if p not in self._streams]
         self._pool: ProcessPoolExecutor | None = None
-        self._queued = iter([files[i : i + CHUNK] for i in range(0, len(files), CHUNK)])
+        self._queued = iter([self._small[i : i + CHUNK] for i in range(0, len(self._small), CHUNK)])
         self._pending: deque[tuple[Sequence[Path], Future[Answers] | None]] = deque()
         self._broken = False
 
     def __enter__(self) -> Parsing:
-        if self.workers > 1 and self.files:
+        if self._streams:
+            next(iter(self._streams.values())).start()
+        if self.workers > 1 and len(self._small) >= MIN_FILES:
             self._pool = ProcessPoolExecutor(
                 self.workers, mp.get_context("fork"), initializer=_worker_start
             )
@@ -112,13 +142,28 @@ class Parsing:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for streaming in self._streams.values():
+            streaming.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def __iter__(self) -> Iterator[Answer]:
+        small = self._small_answers()
+        streams = list(self._streams.values())
+        for path in self.files:
+            streaming = self._streams.get(path)
+            if streaming is None:
+                yield next(small)
+                continue
+            position = streams.index(streaming)
+            if position + 1 < len(streams):
+                streams[position + 1].start()  # the next big file parses while this one is written
+            yield path, streaming
+
+    def _small_answers(self) -> Iterator[Answer]:
         if self._pool is None:
-            for path in self.files:
+            for path in self._small:
                 yield path, None
             return
         while self._pending:

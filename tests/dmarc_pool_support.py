@@ -94,6 +94,9 @@ def mixed_inputs(directory: Path) -> list[Path]:
         )
     # the same report under another name: known; a different one under its key: conflicting
     write_report(directory, "r000-copy.xml", (directory / "r000.xml").read_bytes())
+    # the same records in other bytes: known by content, compared with a copy in the same group
+    spaced = (directory / "r002.xml").read_bytes().replace(b"<record>", b"\n  <record>")
+    write_report(directory, "r002-spaced.xml", spaced)
     write_report(
         directory,
         "r001-other.xml",

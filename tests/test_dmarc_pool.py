@@ -58,7 +58,7 @@ def test_every_kind_of_input_through_workers_is_stored_as_by_one_process(
     refused = {Path(f.source).name for f in stats.failed}
     assert refused == {"refused.xml", "broken.xml", "empty.xml"}
     assert stats.quarantined == 3
-    assert (stats.reports_known, stats.reports_conflicting, stats.not_reports) == (1, 1, 1)
+    assert (stats.reports_known, stats.reports_conflicting, stats.not_reports) == (2, 1, 1)
     assert stats.tls_reports_new == 1
     assert stats.reports_new == 40 + 1 + 2 + 1  # the 40, large, two.zip's pair, mixed.zip's
 
@@ -72,7 +72,7 @@ def test_a_dry_run_through_workers_says_what_one_process_says(tmp_path: Path) ->
     ]
     assert relative(stats[0]) == relative(stats[1])
     assert sinks[0].reports == sinks[1].reports
-    assert len(sinks[0].reports) == 40 + 2 + 1 + 2 + 1 + 1  # + copy, conflicting, refused
+    assert len(sinks[0].reports) == 40 + 3 + 1 + 2 + 1 + 1  # + copies, conflicting, refused
 
 
 def test_a_worker_killed_mid_run_leaves_the_rest_to_the_parent(tmp_path: Path) -> None:
@@ -114,3 +114,19 @@ def test_an_import_of_many_files_uses_the_workers_and_a_small_one_does_not(
     stats = Ingestor(DatabaseSink(engine), Limits()).ingest_paths(few, progress=progress)
     assert max(children) == 0
     assert stats.reports_known == pool.MIN_FILES - 1
+
+
+def test_a_copy_in_other_bytes_within_one_group_is_known_by_its_content(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A group's records are written together at its end; a second copy of a report in the
+    same group is still compared with the first one's records, not with nothing."""
+    first = aggregate_xml(report_id="twice", rows=[("192.0.2.1", 3, True), ("192.0.2.2", 1, False)])
+    paths = [
+        write_report(tmp_path, "a.xml", first),
+        write_report(tmp_path, "b.xml", first.replace(b"<record>", b"\n <record>")),
+        write_report(tmp_path, "c.xml", aggregate_xml(report_id="other")),
+    ]
+    stats = run(engine, paths, workers=1)
+    assert (stats.reports_new, stats.reports_known, stats.reports_conflicting) == (2, 1, 0)
+    assert stats.records == 3

@@ -178,6 +178,34 @@ _PG_FLAGS = {(d, s): (d, s, d or s) for d in (False, True) for s in (False, True
 _SQLITE_FLAGS = {k: tuple(int(b) for b in v) for k, v in _PG_FLAGS.items()}
 
 
+class PendingRows:
+    """Several reports' record and auth-result rows, written together: one multi-row INSERT
+    (or COPY) per table for a group of small reports instead of two per report."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[Any, ...]] = []
+        self.auth: list[tuple[Any, ...]] = []
+
+    def add(
+        self,
+        raw: Raw,
+        report_pk: int,
+        records: Sequence[Record],
+        values: Sequence[RecordValues] | None,
+    ) -> None:
+        if values is not None:
+            rec_rows, auth_rows = value_rows(report_pk, 0, values, raw.pg)
+        else:
+            rec_rows, auth_rows = record_rows(report_pk, 0, records, raw.pg)
+        self.records += rec_rows
+        self.auth += auth_rows
+
+    def write(self, raw: Raw) -> None:
+        insert_rows(raw, dmarc_records.name, RECORD_COLS, self.records)
+        insert_rows(raw, dmarc_auth_results.name, AUTH_COLS, self.auth)
+        self.records, self.auth = [], []
+
+
 def write_records(raw: Raw, report_pk: int, start: int, records: Sequence[Record]) -> None:
     rec_rows, auth_rows = record_rows(report_pk, start, records, raw.pg)
     insert_rows(raw, dmarc_records.name, RECORD_COLS, rec_rows)

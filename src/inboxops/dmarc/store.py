@@ -59,6 +59,7 @@ from inboxops.dmarc.rows import (
     FINISH_SQL,
     INSERT_SQL,
     REPLACE_SQL,
+    PendingRows,
     meta_values,
     now,
     window_at,
@@ -190,9 +191,10 @@ class DatabaseSink:
 
     def _write_group(self, group: list[Parsed]) -> list[tuple[Parsed, AggregateResult | str]]:
         """The group in one transaction. A report the database refuses (a data error) is rare,
-        so the group is first written without a savepoint per report (half the statements);
-        on a refusal that transaction is rolled back and the group written again with them,
-        so the refused report alone is left out."""
+        so the group is first written without a savepoint per report, its records in one
+        INSERT per table (:class:`~inboxops.dmarc.rows.PendingRows`); on a refusal that
+        transaction is rolled back and the group written again report by report, each in a
+        savepoint, so the refused report alone is left out."""
         try:
             return self._write_group_once(group, savepoints=False)
         except Exception as exc:
@@ -206,10 +208,13 @@ class DatabaseSink:
         out: list[tuple[Parsed, AggregateResult | str]] = []
         with write_transaction(self.engine) as conn:
             raw = Raw(conn)
+            if not savepoints:
+                pending = PendingRows()
+                for parsed in group:
+                    out.append((parsed, self._store_parsed(raw, parsed, pending)))
+                pending.write(raw)
+                return out
             for parsed in group:
-                if not savepoints:
-                    out.append((parsed, self._store_parsed(raw, parsed)))
-                    continue
                 raw.run("SAVEPOINT inboxops_report", ())
                 try:
                     result = self._store_parsed(raw, parsed)
@@ -224,8 +229,11 @@ class DatabaseSink:
                 out.append((parsed, result))
         return out
 
-    def _store_parsed(self, raw: Raw, parsed: Parsed) -> AggregateResult:
-        """Parsed whole, the report's row is written final at once (counts, digest, repairs)."""
+    def _store_parsed(
+        self, raw: Raw, parsed: Parsed, pending: PendingRows | None = None
+    ) -> AggregateResult:
+        """Parsed whole, the report's row is written final at once (counts, digest, repairs);
+        its records now, or with the group's (``pending``)."""
         result = parsed.result("new")
         values = meta_values(
             raw,
@@ -237,8 +245,13 @@ class DatabaseSink:
         )
         inserted = raw.one(INSERT_SQL, values)
         if inserted is None:
+            if pending is not None:  # a copy earlier in this group is compared whole
+                pending.write(raw)
             return _resolve_conflict(raw, parsed, values)
-        _write_records(raw, int(inserted), parsed)
+        if pending is None:
+            _write_records(raw, int(inserted), parsed)
+        else:
+            pending.add(raw, int(inserted), parsed.records, parsed.values)
         return result
 
     def _stream(self, parser: ReportStream, head: list[RecordValues], source: str) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue
+import signal
 import threading
 from collections.abc import Iterator
 from itertools import islice
@@ -44,6 +45,7 @@ def _work(path: Path, limits: Limits, conn: Any) -> None:
     A thread sends while the parser goes on (at most :data:`QUEUE_DEPTH` messages wait), so
     parsing runs ahead of the writer instead of in step with it.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     out: queue.Queue[tuple[str, Any] | None] = queue.Queue(QUEUE_DEPTH)
 
     def send() -> None:

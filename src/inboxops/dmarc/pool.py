@@ -34,7 +34,7 @@ from inboxops.dmarc.streamed import Streaming
 from inboxops.dmarc.unpack import Unpacker, sniff
 
 MIN_FILES = 64  # small files: below this, starting processes costs more than it saves
-STREAM_BYTES = 2 * 1024 * 1024  # a plain report this big has its own worker (see streamable)
+STREAM_BYTES = 1024 * 1024  # a plain report this big has its own worker (see streamable)
 CHUNK = 16  # files per round trip
 AHEAD = 32  # chunks in flight: the head start, and all the memory the answers take
 

@@ -130,3 +130,43 @@ def test_a_copy_in_other_bytes_within_one_group_is_known_by_its_content(
     stats = run(engine, paths, workers=1)
     assert (stats.reports_new, stats.reports_known, stats.reports_conflicting) == (2, 1, 0)
     assert stats.records == 3
+
+
+def test_the_workers_run_ahead_by_a_bounded_amount_of_input(tmp_path: Path) -> None:
+    """Parsed reports wait in memory until the writer takes them: what is out is capped in
+    bytes of input (a chunk at least), whatever the number of files."""
+    paths = [
+        write_report(tmp_path, f"{i:03}.xml", aggregate_xml(report_id=f"b{i}"))
+        for i in range(pool.CHUNK * 12)
+    ]
+    chunk_bytes = max(
+        sum(p.stat().st_size for p in paths[i : i + pool.CHUNK])
+        for i in range(0, len(paths), pool.CHUNK)
+    )
+    parsing = pool.Parsing(paths, Limits(), workers=2)
+    parsing.ahead_bytes = 3 * chunk_bytes
+    seen = []
+    with parsing:
+        seen.append(parsing.in_flight)
+        answers = []
+        for path, reports in parsing:
+            seen.append(parsing.in_flight)
+            answers.append((path, reports))
+    assert [p for p, _ in answers] == paths
+    assert all(reports is not None and len(reports) == 1 for _, reports in answers)
+    assert max(seen) > 2 * chunk_bytes  # it does run ahead...
+    assert max(seen) <= parsing.ahead_bytes + chunk_bytes  # ...by at most the cap and a chunk
+    assert seen[-1] == 0
+
+
+def test_a_cap_smaller_than_one_chunk_still_sends_one_chunk_at_a_time(tmp_path: Path) -> None:
+    paths = [
+        write_report(tmp_path, f"{i:03}.xml", aggregate_xml(report_id=f"c{i}"))
+        for i in range(pool.MIN_FILES)
+    ]
+    parsing = pool.Parsing(paths, Limits(), workers=2)
+    parsing.ahead_bytes = 0
+    with parsing:
+        answers = list(parsing)
+    assert [p for p, _ in answers] == paths
+    assert all(reports is not None for _, reports in answers)

@@ -36,7 +36,8 @@ from inboxops.dmarc.unpack import Unpacker, sniff
 MIN_FILES = 64  # small files: below this, starting processes costs more than it saves
 STREAM_BYTES = 1024 * 1024  # a plain report this big has its own worker (see streamable)
 CHUNK = 16  # files per round trip
-AHEAD = 32  # chunks in flight: the head start, and all the memory the answers take
+AHEAD = 96  # chunks in flight at most: the workers' head start while the writer starts
+AHEAD_BYTES = 32 * 1024 * 1024  # ... and at most this much input: what the answers hold
 
 Answer = tuple[Path, list[Parsed] | Streaming | None]
 """A file and its small aggregate reports, the worker streaming it, or ``None``: the parent
@@ -127,8 +128,10 @@ class Parsing:
         self._small = [p for p in files if p not in self._streams]
         self._pool: ProcessPoolExecutor | None = None
         self._queued = iter([self._small[i : i + CHUNK] for i in range(0, len(self._small), CHUNK)])
-        self._pending: deque[tuple[Sequence[Path], Future[Answers] | None]] = deque()
+        self._pending: deque[tuple[Sequence[Path], int, Future[Answers] | None]] = deque()
         self._broken = False
+        self.ahead_bytes = AHEAD_BYTES
+        self.in_flight = 0  # bytes of the files sent out and not yet taken back
 
     def __enter__(self) -> Parsing:
         if self._streams:
@@ -137,8 +140,7 @@ class Parsing:
             self._pool = ProcessPoolExecutor(
                 self.workers, mp.get_context("fork"), initializer=_worker_start
             )
-            for _ in range(AHEAD):
-                self._submit()
+            self._fill()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -167,29 +169,49 @@ class Parsing:
                 yield path, None
             return
         while self._pending:
-            chunk, future = self._pending.popleft()
+            chunk, size, future = self._pending.popleft()
+            self.in_flight -= size
             answers: Answers = [None] * len(chunk)
             if future is not None:  # a completed one still has its answers
                 try:
                     answers = future.result()
                 except BrokenProcessPool:
                     self._broken = True  # the parent reads what is left
-            self._submit()
+            self._fill()
             yield from zip(chunk, answers, strict=True)
 
-    def _submit(self) -> None:
+    def _fill(self) -> None:
+        """Chunks out until :data:`AHEAD` are in flight or :attr:`ahead_bytes` of input
+        (parsed reports take several times their file's size), one chunk at least."""
+        while len(self._pending) < AHEAD and (
+            not self._pending or self.in_flight < self.ahead_bytes
+        ):
+            if not self._submit():
+                return
+
+    def _submit(self) -> bool:
         """The next chunk into the window: to a worker, or to the parent once the pool is
         broken (a chunk taken when it breaks is not lost)."""
         chunk = next(self._queued, None)
         if chunk is None:
-            return
+            return False
+        size = sum(_size(path) for path in chunk)
+        self.in_flight += size
         future = None
         if not self._broken and self._pool is not None:
             try:
                 future = self._pool.submit(_parse_chunk, chunk, self.limits)
             except BrokenProcessPool:
                 self._broken = True
-        self._pending.append((chunk, future))
+        self._pending.append((chunk, size, future))
+        return True
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def files_of(paths: Iterable[Path]) -> list[Path]:

@@ -6,6 +6,7 @@ are in test_reputation_rules.py."""
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import signal
@@ -214,6 +215,59 @@ def test_expiry_is_attributed_to_each_pending_recipient(db_url: str, tmp_path: P
     assert rows["2026-11-25"]["operator"] == "yahoo"
     assert rows["2026-11-20"]["attempts"] == 4
     assert rows["2026-11-20"]["throttled"] == 3
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_retries_and_expiries_count_the_same_whatever_order_the_files_come_in(
+    db_url: str, tmp_path: Path, order: tuple[int, ...]
+) -> None:
+    """Three days of one queue's story cut into three files, ingested in every order: a
+    retry that succeeds is delivered, one that bounces is bounced, one still waiting is
+    pending, an expired message's waiting recipient is expired, and a queue id Postfix reused
+    a week later for the same address is a second message (two outcomes, not one)."""
+    t0 = datetime(2026, 11, 10, 9, tzinfo=UTC)
+    day = timedelta(days=1)
+    logs = [Log(), Log(), Log()]
+    qid = "B7C1D2E3F4A"
+    reused = "C8D2E3F4A5B"
+    start = f"{logs[0].stamp(t0)} out05 postfix-out05/qmgr[102]: {qid}: from=<news@example.net>"
+    logs[0].raw(f"{start}, size=1500, nrcpt=4 (queue active)")
+    for rcpt in ("later@yahoo.com", "bounce@yahoo.com", "waits@yahoo.com", "gone@gmail.com"):
+        logs[0].attempt(t0, qid, rcpt, THROTTLE, RELAY["yahoo.com"])
+    logs[0].message(t0, "again@gmail.com", qid=reused)  # delivered at once
+    logs[1].attempt(t0 + day, qid, "later@yahoo.com", SENT, RELAY["yahoo.com"])
+    logs[1].attempt(t0 + day, qid, "bounce@yahoo.com", BLOCK, RELAY["outlook.com"])
+    logs[1].attempt(t0 + day, qid, "waits@yahoo.com", THROTTLE, RELAY["yahoo.com"])
+    logs[2].raw(
+        f"{logs[2].stamp(t0 + 2 * day)} out05 postfix-out05/qmgr[102]: {qid}: "
+        "from=<news@example.net>, status=expired, returned to sender"
+    )
+    # the reused queue id, eight days on: deferred, for the same address
+    logs[2].message(t0 + 8 * day, "again@gmail.com", THROTTLE, qid=reused)
+    paths = [log.write(tmp_path / f"mail.log.{i}") for i, log in enumerate(logs)]
+    for i in order:
+        os.utime(paths[i], (datetime(2026, 11, 24, tzinfo=UTC).timestamp(),) * 2)
+        code, _, err = run(["--db", db_url, "reputation", "ingest", str(paths[i])])
+        assert code == 0, err
+    rows = trend(db_url)
+    total = {
+        name: sum(int(r[name]) for r in rows)  # type: ignore[call-overload]
+        for name in ("delivered", "bounced", "expired", "pending", "attempts", "deferrals")
+    }
+    assert total == {
+        "delivered": 2,  # later@ on day 2, again@ on day 1
+        "bounced": 1,
+        "expired": 2,  # waits@ and gone@: still deferred when the message expired
+        "pending": 1,  # again@'s second message
+        "attempts": 9,
+        "deferrals": 6,
+    }
+    by = {(r["date"], r["operator"]): r for r in rows}
+    assert by[("2026-11-12", "yahoo")]["expired"] == 2  # the expiry's day, the last attempt's
+    assert by[("2026-11-11", "yahoo")]["delivered"] == 1
+    assert by[("2026-11-10", "google")]["delivered"] == 1
+    assert by[("2026-11-18", "google")]["pending"] == 1
+    assert by[("2026-11-10", "yahoo")]["pending"] == 0
 
 
 def test_relay_none_attempts_take_the_operator_from_the_domains_mx(

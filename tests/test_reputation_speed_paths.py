@@ -17,7 +17,7 @@ from sqlalchemy import create_engine
 from inboxops.demo.maillog import FleetLog
 from inboxops.operators.classify import Classifier
 from inboxops.reputation.aggregate import Aggregator
-from inboxops.reputation.collect import Batch, Collector, Exclusions, Row
+from inboxops.reputation.collect import Batch, Collector, Exclusions, Row, queue_digest
 from inboxops.reputation.model import Attempt
 from inboxops.reputation.parse import EVENT_TYPES, PostfixLogParser
 from inboxops.reputation.store import _STAGE_TEXT, ReputationStore
@@ -241,7 +241,7 @@ def test_staged_text_is_cleaned_exactly_as_every_column_would_be(
     (staged,) = store._stage_rows([row])
     assert staged == clean_row(staged, _STAGE_TEXT)
     raw = list(staged)
-    raw[4:16] = [
+    raw[4:17] = [
         row.syslog_name,
         row.domain,
         row.operator,
@@ -252,6 +252,7 @@ def test_staged_text_is_cleaned_exactly_as_every_column_would_be(
         row.status,
         row.reason,
         row.reply,
+        queue_digest(row.scope, row.queue_id),
         row.scope,
         row.queue_id,
     ]

@@ -249,3 +249,84 @@ def test_concurrent_first_use_creates_the_schema_once(db_url: str) -> None:
     engine = open_database(db_url)
     assert current_revision(engine) == HEAD
     engine.dispose()
+
+
+def test_0007_gives_stored_attempts_their_message_and_keeps_the_figures(db_url: str) -> None:
+    """A database of 0006 (every recipient had a row; attempts did not know their message)
+    upgraded: each attempt gets its message's key, the rows of delivered or bounced
+    recipients go, and a notice read afterwards still retracts that message's attempts."""
+    from datetime import UTC, date, datetime
+
+    from alembic import command
+
+    from inboxops.config import Settings
+    from inboxops.operators.domains import domain_classifier
+    from inboxops.reputation.collect import Batch, digest64, queue_digest
+    from inboxops.reputation.store import ReputationStore
+    from inboxops.storage.db import _alembic_config
+    from inboxops.storage.models import rep_attempts, rep_recipients
+
+    engine = make_engine(db_url)
+    command.upgrade(_alembic_config(engine), "0006")
+    when = datetime(2026, 11, 20, 9, tzinfo=UTC)
+    scope = "out05/postfix-out05"
+    people = [("Q1", "a@x.example", "sent"), ("Q1", "b@x.example", "deferred")]
+    people.append(("Q2", "c@x.example", "bounced"))
+    attempt = {
+        "ts": when,
+        "day": date(2026, 11, 20),
+        "syslog_name": "postfix-out05/smtp",
+        "domain": "x.example",
+        "operator": "other",
+        "segment": "",
+        "relay_host": "mx.x.example",
+        "dsn": "2.0.0",
+        "code": 250,
+        "reason": "accepted",
+        "reply": None,
+    }
+    with engine.begin() as conn:
+        for n, (qid, rcpt, status) in enumerate(people):
+            rkey = digest64(f"{scope} {qid} {rcpt}")
+            conn.execute(
+                rep_attempts.insert().values(fp=n + 1, rkey=rkey, status=status, **attempt)
+            )
+            conn.execute(
+                rep_recipients.insert().values(
+                    rkey=rkey,
+                    scope=scope,
+                    queue_id=qid,
+                    domain="x.example",
+                    syslog_name="postfix-out05/smtp",
+                    operator="other",
+                    segment="",
+                    status=status,
+                    last_ts=when,
+                    final_day=date(2026, 11, 20),
+                )
+            )
+    upgrade(engine)
+    with engine.connect() as conn:
+        keys = dict(conn.execute(text("SELECT fp, qkey FROM rep_attempts")).all())
+        kept = conn.execute(text("SELECT status FROM rep_recipients")).scalars().all()
+    assert keys == {1: queue_digest(scope, "Q1"), 2: queue_digest(scope, "Q1")} | {
+        3: queue_digest(scope, "Q2")
+    }
+    assert kept == ["deferred"]
+    store = ReputationStore(
+        engine, domain_classifier(engine, Settings(), offline=True), offline=True
+    )
+    store.write(Batch([], [], [(scope, "Q1", when.timestamp())]))  # Q1 was a notice after all
+    store.rebuild()
+    with engine.connect() as conn:
+        left = conn.execute(text("SELECT fp FROM rep_attempts")).scalars().all()
+        daily = conn.execute(text("SELECT delivered, bounced, pending FROM rep_daily")).all()
+    assert left == [3]
+    assert [tuple(r) for r in daily] == [(0, 1, 0)]
+    command.downgrade(_alembic_config(engine), "0006")  # the bounced recipient's row is back
+    with engine.connect() as conn:
+        back = conn.execute(text("SELECT rkey, status FROM rep_recipients")).all()
+        columns = {c["name"] for c in inspect(conn).get_columns("rep_attempts")}
+    engine.dispose()
+    assert [tuple(r) for r in back] == [(digest64(f"{scope} Q2 c@x.example"), "bounced")]
+    assert "qkey" not in columns

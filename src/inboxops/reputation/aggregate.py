@@ -52,7 +52,8 @@ class Partial:
     # per key, which every recipient's latest attempt refers to: pickled once)
     attempts: dict[Key, tuple[Figures, set[RecipientKey], Key]] = field(default_factory=dict)
     last: dict[RecipientKey, Latest] = field(default_factory=dict)
-    # each recipient counted once, under its latest attempt: kept up to date as rows come
+    # every sent or bounced attempt, and each recipient whose latest attempt is a deferral
+    # (pending), kept up to date as rows come
     outcomes: Counter[Outcome] = field(default_factory=Counter)
     expiries: dict[QueueKey, float] = field(default_factory=dict)
     notices: set[tuple[str, str]] = field(default_factory=set)
@@ -123,11 +124,13 @@ class Aggregator:
         keep = {}
         for rkey in last.keys() & other.last.keys():  # recipients attempted in both parts
             old, new = last[rkey], other.last[rkey]
-            if _newer(new, old):  # the later part's attempt stands: this one's goes
-                outcomes[(old[3], old[2])] -= 1
+            if _newer(new, old):  # the later part's attempt stands: a deferral here no longer
+                if not old[1]:  # pends
+                    outcomes[(old[3], "deferred")] -= 1
             else:
                 keep[rkey] = old
-                theirs[(new[3], new[2])] -= 1
+                if not new[1]:
+                    theirs[(new[3], "deferred")] -= 1
         last.update(other.last)
         last.update(keep)
         outcomes.update(theirs)
@@ -166,16 +169,16 @@ class Aggregator:
                 setattr(f, reason, getattr(f, reason) + 1)
                 if reason == "policy_blocked" and r.code == 550 and r.dsn == "5.7.1":
                     f.policy_blocked_550_571 += 1
+            if final:  # a sent or bounced attempt is its recipient's final outcome
+                outcomes[(key, status)] += 1
             latest = (ts, final, status, key, hash((scope, qid)))
             previous = last.get(rkey)
-            if previous is None:
-                outcomes[(key, status)] += 1
-            elif _newer(latest, previous):  # ties go to the later row: log order
-                outcomes[(previous[3], previous[2])] -= 1
-                outcomes[(key, status)] += 1
-            else:
-                continue
-            last[rkey] = latest
+            if previous is None or _newer(latest, previous):  # ties: the later row (log order)
+                if previous is not None and not previous[1]:
+                    outcomes[(previous[3], "deferred")] -= 1  # no longer pending there
+                if not final:
+                    outcomes[(key, status)] += 1
+                last[rkey] = latest
 
     def figures(self) -> dict[Key, Figures]:
         """The figures of everything added (computed once until more is added)."""

@@ -54,6 +54,12 @@ def digest64(text: str) -> int:
     return int.from_bytes(raw, "big", signed=True)
 
 
+def queue_digest(scope: str, queue_id: str) -> int:
+    """:func:`digest64` of a message (its queue id where it is unique): how the store finds a
+    message's attempts."""
+    return digest64(f"{scope} {queue_id}")
+
+
 def reply_code(reply: str) -> int | None:
     match = _CODE.search(reply)
     return int(match.group(1)) if match else None
@@ -94,10 +100,11 @@ class Row:
     reason: str
     reply: str | None
     sender_known: bool
-    # the digests of the line and of (scope, queue id, recipient), when a worker process
-    # computed them (and blanked ``line`` and ``recipient``)
+    # the digests of the line, of (scope, queue id, recipient) and of (scope, queue id), when a
+    # worker process computed them (and blanked ``line`` and ``recipient``)
     fp: int = 0
     rk: int = 0
+    qk: int = 0
 
     def line_digest(self) -> int:
         return self.fp or digest64(self.line)

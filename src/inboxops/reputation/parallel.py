@@ -31,7 +31,14 @@ from typing import Any
 
 from inboxops.operators.classify import Classifier
 from inboxops.reputation.aggregate import Aggregator, Partial
-from inboxops.reputation.collect import Batch, Collector, Excluded, Exclusions, Row
+from inboxops.reputation.collect import (
+    Batch,
+    Collector,
+    Excluded,
+    Exclusions,
+    Row,
+    queue_digest,
+)
 from inboxops.reputation.parse import PostfixLogParser
 
 MIN_BYTES = 32 * 1024 * 1024  # below this one process is as fast (start-up and transfer cost)
@@ -98,6 +105,7 @@ def _pack(rows: list[Row], digest: bool) -> list[tuple[Any, ...]]:
         if digest:
             r.fp = r.line_digest()
             r.rk = r.recipient_digest()
+            r.qk = queue_digest(r.scope, r.queue_id)
             r.recipient = ""
         r.line = ""
     return [_AS_TUPLE(r) for r in rows]

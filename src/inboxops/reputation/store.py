@@ -5,8 +5,9 @@ Each batch of attempts from :mod:`~inboxops.reputation.collect` is written in on
 1. the rows go to a temporary staging table (SQLite ``executemany``, PostgreSQL ``COPY``);
 2. ``INSERT ... SELECT ... ON CONFLICT (fp) DO NOTHING`` keeps each log line once, so the same
    log twice, or yesterday's rotated file beside today's, never double-counts;
-3. each recipient's latest attempt (``rep_recipients``) moves forward only, by time: a retry
-   that succeeds turns "pending" into "delivered", whichever file it came from;
+3. a sent or bounced attempt counts its recipient's final outcome itself; only recipients that
+   were ever deferred are followed in ``rep_recipients`` (a few per cent of them): each row is
+   recomputed from the recipient's latest stored attempt, whichever file brought it;
 4. an expiry (``status=expired``) turns the still-pending recipients of its message into
    "expired", whether it arrives before or after their attempts (``rep_expiries`` remembers it);
 5. the days whose figures changed are marked dirty in the same transaction.
@@ -28,7 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from inboxops.operators.domains import DomainClassifier
-from inboxops.reputation.collect import NO_OPERATOR, Batch, Row, digest64
+from inboxops.reputation.collect import NO_OPERATOR, Batch, Row, digest64, queue_digest
 from inboxops.reputation.metrics import COUNTER_NAMES
 from inboxops.storage.db import database_errors, retrying, write_transaction
 from inboxops.storage.raw import Raw
@@ -54,65 +55,72 @@ STAGE_COLS = [
     "status",
     "reason",
     "reply",
+    "qkey",
     "scope",
     "queue_id",
     "seq",
 ]
-_STAGE_TEXT = (4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15)
+_STAGE_TEXT = (4, 5, 6, 7, 8, 9, 11, 12, 13, 15, 16)
 _ATTEMPT_COLS = (
     "fp, rkey, ts, day, syslog_name, domain, operator, segment, relay_host, dsn, code, status, "
-    "reason, reply"
+    "reason, reply, qkey"
 )
+_ATTEMPT_WIDTH = 15  # a staged row's first columns are the attempt's
 
 _STAGE_DDL = (
     "CREATE TEMP TABLE rep_stage (fp BIGINT, rkey BIGINT, ts {ts}, day DATE, syslog_name TEXT, "
     "domain TEXT, operator TEXT, segment TEXT, relay_host TEXT, dsn TEXT, code SMALLINT, "
-    "status TEXT, reason TEXT, reply TEXT, scope TEXT, queue_id TEXT, seq BIGINT)"
+    "status TEXT, reason TEXT, reply TEXT, qkey BIGINT, scope TEXT, queue_id TEXT, seq BIGINT)"
 )
 # Messages this batch learnt are notices (from=<> or named by a bounce line), within a time span
 # around the notice (short queue ids are reused): attempts already stored for them are retracted,
 # so notices apply whatever order the logs arrive in.
 NOTICE_SPAN = timedelta(days=7)
-_NOTICE_DDL = "CREATE TEMP TABLE rep_noticeq (scope TEXT, queue_id TEXT, lo {ts}, hi {ts})"
-_NOTICE_ADD = "INSERT INTO rep_noticeq (scope, queue_id, lo, hi) VALUES (?, ?, ?, ?)"
-_NOTICED = """
+_NOTICE_DDL = (
+    "CREATE TEMP TABLE rep_noticeq (qkey BIGINT, scope TEXT, queue_id TEXT, lo {ts}, hi {ts})"
+)
+_NOTICE_ADD = "INSERT INTO rep_noticeq (qkey, scope, queue_id, lo, hi) VALUES (?, ?, ?, ?, ?)"
+_NOTICED_ATTEMPTS = """
+FROM rep_attempts a JOIN rep_noticeq q ON a.qkey = q.qkey
+WHERE a.ts >= q.lo AND a.ts <= q.hi
+"""
+_NOTICED_RECIPIENTS = """
 FROM rep_recipients r JOIN rep_noticeq q ON r.scope = q.scope AND r.queue_id = q.queue_id
 WHERE r.last_ts >= q.lo AND r.last_ts <= q.hi
 """
 _RETRACT = [
-    f"INSERT INTO rep_dirty_days (day) SELECT DISTINCT r.final_day {_NOTICED} "
+    f"INSERT INTO rep_dirty_days (day) SELECT DISTINCT r.final_day {_NOTICED_RECIPIENTS} "
     "ON CONFLICT (day) DO NOTHING",
-    "INSERT INTO rep_dirty_days (day) SELECT DISTINCT a.day FROM rep_attempts a "
-    f"WHERE a.rkey IN (SELECT r.rkey {_NOTICED}) ON CONFLICT (day) DO NOTHING",
-    f"DELETE FROM rep_attempts WHERE rkey IN (SELECT r.rkey {_NOTICED})",
-    f"DELETE FROM rep_recipients WHERE rkey IN (SELECT r.rkey {_NOTICED})",
+    f"INSERT INTO rep_dirty_days (day) SELECT DISTINCT a.day {_NOTICED_ATTEMPTS} "
+    "ON CONFLICT (day) DO NOTHING",
+    f"DELETE FROM rep_attempts WHERE fp IN (SELECT a.fp {_NOTICED_ATTEMPTS})",
+    f"DELETE FROM rep_recipients WHERE rkey IN (SELECT r.rkey {_NOTICED_RECIPIENTS})",
 ]
-# The queues of this batch that have an expiry (few), whether the expiry came now or earlier:
-# everything expiry-related is driven by this small table.
-_EXPQ_DDL = (
-    "CREATE TEMP TABLE rep_expq AS SELECT DISTINCT e.scope, e.queue_id FROM rep_latest q "
-    "JOIN rep_expiries e ON e.scope = q.scope AND e.queue_id = q.queue_id"
-)
-_EXPQ_ADD = "INSERT INTO rep_expq (scope, queue_id) VALUES (?, ?)"
-# The recipients of this batch, for the statements that work on them as a set.
-_LATEST_DDL = "CREATE TEMP TABLE rep_latest (rkey BIGINT, scope TEXT, queue_id TEXT)"
 
 _ATTEMPTS_SQL = (
     f"INSERT INTO rep_attempts ({_ATTEMPT_COLS}) SELECT {_ATTEMPT_COLS} FROM rep_stage "
     "WHERE true ON CONFLICT (fp) DO NOTHING"
 )
 _ATTEMPTS_DIRECT = (
-    f"INSERT INTO rep_attempts ({_ATTEMPT_COLS}) VALUES ({', '.join('?' * 14)}) "
+    f"INSERT INTO rep_attempts ({_ATTEMPT_COLS}) VALUES ({', '.join('?' * _ATTEMPT_WIDTH)}) "
     "ON CONFLICT (fp) DO NOTHING"
 )
 _DIRTY_DAY = "INSERT INTO rep_dirty_days (day) VALUES (?) ON CONFLICT (day) DO NOTHING"
-# the days a recipient of this batch counted on before (their figures change too)
-_DIRTY_FROM_RECIPIENTS = (
-    "INSERT INTO rep_dirty_days (day) SELECT DISTINCT r.final_day FROM rep_recipients r "
-    "WHERE r.rkey IN (SELECT rkey FROM rep_latest) ON CONFLICT (day) DO NOTHING"
+
+# Which of this batch's recipients have a row already (a deferral of theirs was stored).
+_KEYS_DDL = "CREATE TEMP TABLE rep_keys (rkey BIGINT)"
+_KNOWN = (
+    "SELECT r.rkey, r.final_day FROM rep_recipients r WHERE r.rkey IN (SELECT rkey FROM rep_keys)"
 )
-# Each recipient's latest attempt of the batch (chosen in Python: by time, a final status over a
-# deferral in the same second, then log order) moves its row forward, never back.
+# Every stored attempt of the recipients to follow (their own rows are few: the deferred).
+_FOLLOW_DDL = "CREATE TEMP TABLE rep_follow (qkey BIGINT, rkey BIGINT)"
+_FOLLOWED = (
+    "SELECT a.rkey, a.ts, a.status, a.day, a.syslog_name, a.domain, a.operator, a.segment "
+    "FROM rep_follow f JOIN rep_attempts a ON a.qkey = f.qkey AND a.rkey = f.rkey"
+)
+# A followed recipient's row is its latest stored attempt, recomputed from all of them (then
+# its message's expiry, if any, applies again): the same whatever order the files came in, even
+# an expiry read before the retries that preceded it.
 _RECIPIENTS_SQL = """
 INSERT INTO rep_recipients
     (rkey, scope, queue_id, domain, syslog_name, operator, segment, status, last_ts, final_day)
@@ -122,12 +130,12 @@ ON CONFLICT (rkey) DO UPDATE SET
     syslog_name = excluded.syslog_name, operator = excluded.operator,
     segment = excluded.segment, status = excluded.status, last_ts = excluded.last_ts,
     final_day = excluded.final_day
-WHERE excluded.last_ts > rep_recipients.last_ts
-   OR (excluded.last_ts = rep_recipients.last_ts AND rep_recipients.status = 'deferred'
-       AND excluded.status <> 'deferred')
 """
-# Recipients still pending whose message expired at or after their last attempt, in the queues
-# this batch touched (its attempts' queues and its expiries' queues).
+# The queues whose expiry may now apply: those of the recipients followed, and those of this
+# batch's expiries (few, either way).
+_EXPQ_DDL = "CREATE TEMP TABLE rep_expq (scope TEXT, queue_id TEXT)"
+_EXPQ_ADD = "INSERT INTO rep_expq (scope, queue_id) VALUES (?, ?)"
+# Recipients still pending whose message expired at or after their last attempt.
 _EXPIRABLE = """
 FROM rep_recipients r JOIN rep_expiries e ON e.scope = r.scope AND e.queue_id = r.queue_id
 WHERE r.status = 'deferred' AND e.ts >= r.last_ts
@@ -146,6 +154,7 @@ WHERE e.scope = rep_recipients.scope AND e.queue_id = rep_recipients.queue_id
   AND rep_recipients.status = 'deferred' AND e.ts >= rep_recipients.last_ts
   AND (rep_recipients.scope, rep_recipients.queue_id) IN (SELECT scope, queue_id FROM rep_expq)
 """
+_TEMP_TABLES = ("rep_stage", "rep_keys", "rep_follow", "rep_expq", "rep_noticeq")
 
 COUNTERS = list(COUNTER_NAMES)  # rep_daily's counter columns, in Figures' order
 
@@ -157,6 +166,9 @@ def _n(condition: str) -> str:
 _ATTEMPT_FIGURES = {
     "attempts": "COUNT(*)",
     "recipients": "COUNT(DISTINCT rkey)",
+    # a sent or bounced attempt is its recipient's final one: counted where it happened
+    "delivered": _n("status = 'sent'"),
+    "bounced": _n("status = 'bounced'"),
     "deferrals": _n("status = 'deferred'"),
     "throttled": _n("reason = 'throttled'"),
     "policy_blocked": _n("reason = 'policy_block'"),
@@ -168,9 +180,8 @@ _ATTEMPT_FIGURES = {
     "connection_failures": _n("reason = 'connection'"),
     "dns_failures": _n("reason = 'dns'"),
 }
+# the recipients still waiting at their last attempt, and those whose message then expired
 _OUTCOME_FIGURES = {
-    "delivered": _n("status = 'sent'"),
-    "bounced": _n("status = 'bounced'"),
     "expired": _n("status = 'expired'"),
     "pending": _n("status = 'deferred'"),
 }
@@ -184,6 +195,7 @@ _REBUILD_SQL = (
     f" UNION ALL SELECT final_day AS day, {_KEYS}, "
     + ", ".join(_OUTCOME_FIGURES.get(c, "0") + f" AS {c}" for c in COUNTERS)
     + " FROM rep_recipients WHERE final_day IN (SELECT day FROM rep_dirty_days)"
+    " AND status IN ('deferred', 'expired')"
     f" GROUP BY final_day, {_KEYS}) figures GROUP BY day, {_KEYS}"
 )
 
@@ -250,38 +262,22 @@ class ReputationStore:
                 if first is not None:  # closed days are never reopened (reputation/prune.py)
                     kept = [r for r in stage if r[3] >= first]
                     expiries = [e for e in expiries if raw.day(_utc(e[2]).date()) >= first]
-                latest = _latest(kept)
-                keys = [(r[1], r[14], r[15]) for r in latest]
-                # rkey, scope, queue_id, domain, syslog_name, operator, segment, status, ts, day;
-                # in key order, like the attempts
-                recipients = sorted(
-                    (r[1], r[14], r[15], r[5], r[4], r[6], r[7], r[11], r[2], r[3]) for r in latest
-                )
-                days = [(d,) for d in sorted({r[3] for r in kept})]
-                expiring = sorted({(scope, qid) for scope, qid, _ in expiries})
                 self._remember(raw, batch.notices, expiries)
                 ts_type = "TIMESTAMPTZ" if raw.pg else "TEXT"
-                retracted = self._retract_notices(raw, batch, ts_type)
-                raw.run(_LATEST_DDL, ())
                 try:
+                    retracted = self._retract_notices(raw, batch, ts_type)
                     if raw.pg:  # COPY cannot skip duplicates: stage, then insert what is new
                         raw.run(_STAGE_DDL.format(ts=ts_type), ())
                         raw.write_named("rep_stage", STAGE_COLS, kept)
                         new = raw.rowcount(_ATTEMPTS_SQL, ())
                     else:  # in key order: the B-tree is filled page by page, not at random
-                        ordered = sorted((r[:14] for r in kept), key=_first)
+                        ordered = sorted((r[:_ATTEMPT_WIDTH] for r in kept), key=_first)
                         new = raw.executemany_count(_ATTEMPTS_DIRECT, ordered)
-                    raw.write_named("rep_latest", ["rkey", "scope", "queue_id"], keys)
-                    raw.executemany(_DIRTY_DAY, days)
-                    raw.run(_DIRTY_FROM_RECIPIENTS, ())
-                    raw.run(_EXPQ_DDL, ())
-                    raw.executemany(_EXPQ_ADD, expiring)
-                    raw.executemany(_RECIPIENTS_SQL, recipients)
-                    for sql in _DIRTY_FROM_EXPIRY:
-                        raw.run(sql, ())
-                    raw.run(_EXPIRE_SQL, ())
+                    raw.executemany(_DIRTY_DAY, [(d,) for d in sorted({r[3] for r in kept})])
+                    queues = self._follow(raw, _latest(kept))
+                    self._expire(raw, queues | {(s, q) for s, q, _ in expiries})
                 finally:
-                    for table in ("rep_stage", "rep_latest", "rep_expq", "rep_noticeq"):
+                    for table in _TEMP_TABLES:
                         raw.run(f"DROP TABLE IF EXISTS {table}", ())
                 return new, retracted, len(stage) - len(kept)
 
@@ -292,6 +288,50 @@ class ReputationStore:
         result.known = len(rows) - result.new - result.past_retention
         result.notices += retracted
         return result
+
+    def _follow(self, raw: Raw, latest: list[tuple[Any, ...]]) -> set[tuple[str, str]]:
+        """Keep ``rep_recipients`` for the recipients that were ever deferred: those with a
+        deferral as their latest attempt in this batch, and those with a row already. Each
+        row becomes its latest stored attempt (whichever file brought it); :meth:`_expire`
+        then applies its message's expiry again. Delivered and bounced recipients need no row:
+        their final attempt counts them. Returns the queues of the recipients followed."""
+        raw.run(_KEYS_DDL, ())
+        raw.write_named("rep_keys", ["rkey"], [(r[1],) for r in latest])
+        known = dict(raw.all(_KNOWN, ()))
+        follow = [r for r in latest if r[11] == "deferred" or r[1] in known]
+        if not follow:
+            return set()
+        raw.run(_FOLLOW_DDL, ())
+        raw.write_named("rep_follow", ["qkey", "rkey"], [(r[14], r[1]) for r in follow])
+        # _FOLLOWED's columns: rkey, ts, status, day, syslog_name, domain, operator, segment.
+        # This batch's latest attempt stands (it won the batch's ties by log order) unless a
+        # stored one ranks above it: a later attempt another file brought.
+        best = {r[1]: (r[1], r[2], r[11], r[3], r[4], r[5], r[6], r[7]) for r in follow}
+        for stored in raw.all(_FOLLOWED, ()):
+            if _stored_rank(stored) > _stored_rank(best[stored[0]]):
+                best[stored[0]] = stored
+        recipients = []
+        days = set(known.values())  # where they counted before
+        for r in follow:
+            _, ts, status, day, syslog_name, domain, operator, segment = best[r[1]]
+            days.add(day)
+            recipients.append(
+                (r[1], r[15], r[16], domain, syslog_name, operator, segment, status, ts, day)
+            )
+        raw.executemany(_DIRTY_DAY, [(d,) for d in sorted(days)])
+        raw.executemany(_RECIPIENTS_SQL, sorted(recipients))
+        return {(r[15], r[16]) for r in follow}
+
+    def _expire(self, raw: Raw, queues: set[tuple[str, str]]) -> None:
+        """Pending recipients of these queues whose message expired after their last attempt
+        become expired, on the expiry's day."""
+        if not queues:
+            return
+        raw.run(_EXPQ_DDL, ())
+        raw.executemany(_EXPQ_ADD, sorted(queues))
+        for sql in _DIRTY_FROM_EXPIRY:
+            raw.run(sql, ())
+        raw.run(_EXPIRE_SQL, ())
 
     def _remember(
         self,
@@ -327,7 +367,13 @@ class ReputationStore:
             return 0
         raw.run(_NOTICE_DDL.format(ts=ts_type), ())
         rows = sorted(
-            (scope, qid, raw.dt(_utc(ts) - NOTICE_SPAN), raw.dt(_utc(ts) + NOTICE_SPAN))
+            (
+                queue_digest(scope, qid),
+                scope,
+                qid,
+                raw.dt(_utc(ts) - NOTICE_SPAN),
+                raw.dt(_utc(ts) + NOTICE_SPAN),
+            )
             for scope, qid, ts in set(batch.notices)
         )
         raw.executemany(_NOTICE_ADD, rows)
@@ -408,6 +454,7 @@ class ReputationStore:
                 r.status,
                 r.reason,
                 r.reply,
+                r.qk or queue_digest(r.scope, r.queue_id),
                 r.scope,
                 r.queue_id,
                 seq,
@@ -484,7 +531,12 @@ def _latest(stage: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 
 def _rank(row: tuple[Any, ...]) -> tuple[Any, int, int]:
-    return row[2], 0 if row[11] == "deferred" else 1, row[16]
+    return row[2], 0 if row[11] == "deferred" else 1, row[17]
+
+
+def _stored_rank(row: tuple[Any, ...]) -> tuple[Any, int]:
+    """:func:`_rank` of a stored attempt (``_FOLLOWED``'s columns); log order is not kept."""
+    return row[1], 0 if row[2] == "deferred" else 1
 
 
 def _aware(value: Any) -> datetime:

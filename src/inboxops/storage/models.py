@@ -283,8 +283,10 @@ mx_history = Table(
 
 # One row per delivery attempt to an external recipient. ``fp`` (a 64-bit digest of the log
 # line) makes ingestion idempotent across reruns and overlapping logs; ``rkey`` (a digest of
-# host, instance, queue id and recipient) ties a recipient's retries together. Addresses are not
-# kept: the domain and the digest are enough for every figure.
+# host, instance, queue id and recipient) ties a recipient's retries together, ``qkey`` (of host,
+# instance and queue id) a message's attempts. Addresses are not kept: the domain and the
+# digests are enough for every figure. A sent or bounced attempt counts its recipient's final
+# outcome itself; only recipients that were ever deferred need a row in ``rep_recipients``.
 rep_attempts = Table(
     "rep_attempts",
     metadata,
@@ -304,12 +306,15 @@ rep_attempts = Table(
     Column("status", Str(16), nullable=False),  # sent | deferred | bounced
     Column("reason", Str(24), nullable=False),
     Column("reply", Txt()),  # kept for attempts that were not accepted
+    Column("qkey", BigInteger, nullable=False),
     Index("ix_rep_attempts_day", "day"),
-    Index("ix_rep_attempts_rkey", "rkey"),
+    # a message's attempts (notices retract them), and a recipient's within it
+    Index("ix_rep_attempts_queue", "qkey", "rkey"),
 )
 
-# Where each recipient stands: its last attempt (or its expiry) decides the final outcome and
-# the day, sending identity and operator it counts for.
+# Where each recipient that was ever deferred stands: its last attempt (or its message's expiry)
+# decides whether it is still pending or expired, and the day, sending identity and operator
+# it counts for. Recipients delivered or bounced at once have no row.
 rep_recipients = Table(
     "rep_recipients",
     metadata,

@@ -12,7 +12,6 @@ from dataclasses import fields
 from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import create_engine
 
 from inboxops.demo.maillog import FleetLog
 from inboxops.operators.classify import Classifier
@@ -20,7 +19,8 @@ from inboxops.reputation.aggregate import Aggregator
 from inboxops.reputation.collect import Batch, Collector, Exclusions, Row, queue_digest
 from inboxops.reputation.model import Attempt
 from inboxops.reputation.parse import EVENT_TYPES, PostfixLogParser
-from inboxops.reputation.store import _STAGE_TEXT, ReputationStore
+from inboxops.reputation.staging import STAGE_TEXT, Stager
+from inboxops.reputation.store import ReputationStore
 from inboxops.storage.text import clean_row
 
 REF = datetime(2026, 11, 9, tzinfo=UTC)
@@ -234,12 +234,10 @@ def test_a_recipient_in_both_parts_counts_once_as_in_one_pass(
 def test_staged_text_is_cleaned_exactly_as_every_column_would_be(
     field: str, value: str | None
 ) -> None:
-    # staging never looks a domain up: no domain classifier needed
-    store = ReputationStore(create_engine("sqlite://"), None, offline=True)  # type: ignore[arg-type]
     row = _row(ts=1_800_000_000.25)
     setattr(row, field, value)
-    (staged,) = store._stage_rows([row])
-    assert staged == clean_row(staged, _STAGE_TEXT)
+    (staged,) = Stager(pg=False).stage([row])
+    assert staged == clean_row(staged, STAGE_TEXT)
     raw = list(staged)
     raw[4:17] = [
         row.syslog_name,
@@ -256,7 +254,7 @@ def test_staged_text_is_cleaned_exactly_as_every_column_would_be(
         row.scope,
         row.queue_id,
     ]
-    assert staged == clean_row(tuple(raw), _STAGE_TEXT)
+    assert staged == clean_row(tuple(raw), STAGE_TEXT)
     assert staged[2] == "2027-01-15 08:00:00.250000"
 
 

@@ -81,8 +81,8 @@ class Exclusions:
 
 @dataclass(slots=True)
 class Row:
-    """One delivery attempt that counts, ready for the store (which digests ``line`` and the
-    recipient into its keys; an in-memory run never needs them)."""
+    """One delivery attempt that counts, ready for the store (staging digests ``line`` and
+    the recipient into its keys, :mod:`.staging`; an in-memory run never needs them)."""
 
     line: str
     recipient: str
@@ -100,17 +100,6 @@ class Row:
     reason: str
     reply: str | None
     sender_known: bool
-    # the digests of the line, of (scope, queue id, recipient) and of (scope, queue id), when a
-    # worker process computed them (and blanked ``line`` and ``recipient``)
-    fp: int = 0
-    rk: int = 0
-    qk: int = 0
-
-    def line_digest(self) -> int:
-        return self.fp or digest64(self.line)
-
-    def recipient_digest(self) -> int:
-        return self.rk or digest64(f"{self.scope} {self.queue_id} {self.recipient}")
 
 
 @dataclass

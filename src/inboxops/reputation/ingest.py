@@ -33,6 +33,7 @@ from inboxops.reputation import parallel
 from inboxops.reputation.aggregate import Aggregator
 from inboxops.reputation.collect import Batch, Collector, Excluded, Exclusions
 from inboxops.reputation.parse import PostfixLogParser
+from inboxops.reputation.staging import StagedBatch
 from inboxops.untrusted import one_line
 
 if TYPE_CHECKING:  # a dry run needs no database: SQLAlchemy stays unimported
@@ -214,7 +215,7 @@ class ReputationIngestor:
         index pages it touches, so fewer, larger ones write less."""
         self.result.files += 1
         mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-        pending = Batch()
+        pending = StagedBatch()
         for item in parallel.read_parallel(
             path,
             parts,
@@ -222,7 +223,7 @@ class ReputationIngestor:
             ref=mtime,
             exclusions=self.collector.exclusions,
             classifier=self.classifier,
-            digest=self.store is not None,
+            pg=self.store is not None and self.store.engine.dialect.name == "postgresql",
             aggregate=UNDECIDED if self.aggregator is not None else None,
         ):
             if isinstance(item, parallel.Result):
@@ -235,7 +236,7 @@ class ReputationIngestor:
             else:
                 if pending.rows and len(pending.rows) + len(item.rows) > self.batch:
                     self._write(pending)  # at most ``batch`` rows in memory, as when sequential
-                    pending = Batch()
+                    pending = StagedBatch()
                 pending.rows += item.rows
                 pending.expiries += item.expiries
                 pending.notices += item.notices
@@ -246,14 +247,18 @@ class ReputationIngestor:
     def _flush(self) -> None:
         self._write(self.collector.take())
 
-    def _write(self, batch: Batch) -> None:
+    def _write(self, batch: Batch | StagedBatch) -> None:
         self.result.expiries += len(batch.expiries)
         if self.store is None:
             assert self.aggregator is not None
+            assert isinstance(batch, Batch)
             self.aggregator.add(batch)
             self.result.new += len(batch.rows)
             return
-        written = self.store.write(batch)
+        if isinstance(batch, StagedBatch):  # staged by a reader process
+            written = self.store.write_staged(batch)
+        else:
+            written = self.store.write(batch)
         self.result.new += written.new
         self.result.known += written.known
         self.result.past_retention += written.past_retention

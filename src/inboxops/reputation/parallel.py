@@ -32,18 +32,18 @@ from typing import Any
 from inboxops.operators.classify import Classifier
 from inboxops.reputation.aggregate import Aggregator, Partial
 from inboxops.reputation.collect import (
-    Batch,
     Collector,
     Excluded,
     Exclusions,
     Row,
-    queue_digest,
 )
 from inboxops.reputation.parse import PostfixLogParser
+from inboxops.reputation.staging import StagedBatch, Stager
 
 MIN_BYTES = 32 * 1024 * 1024  # below this one process is as fast (start-up and transfer cost)
 CHUNK = 1024 * 1024  # bytes read and decoded at a time (a worker holds two chunks)
 SEND_EVERY = 20_000  # rows per message
+SEQ_BITS = 40  # a range's rows are numbered from its index << SEQ_BITS: log order across ranges
 QUEUE_DEPTH = 6  # messages in flight
 
 
@@ -97,16 +97,10 @@ _ROW_FIELDS = tuple(f.name for f in fields(Row))
 _AS_TUPLE = operator.attrgetter(*_ROW_FIELDS)
 
 
-def _pack(rows: list[Row], digest: bool) -> list[tuple[Any, ...]]:
-    """Rows as plain tuples for the queue (``dataclasses.astuple`` deep-copies: slow). The raw
-    line and the recipient only matter for their digests: computed here when the run stores
-    (the parent has the database to look after), then dropped."""
+def _pack(rows: list[Row]) -> list[tuple[Any, ...]]:
+    """Rows as plain tuples for the queue (``dataclasses.astuple`` deep-copies: slow), without
+    the raw line, which only a store needs (for its digest)."""
     for r in rows:
-        if digest:
-            r.fp = r.line_digest()
-            r.rk = r.recipient_digest()
-            r.qk = queue_digest(r.scope, r.queue_id)
-            r.recipient = ""
         r.line = ""
     return [_AS_TUPLE(r) for r in rows]
 
@@ -162,7 +156,7 @@ def _work(
     ref: datetime,
     exclusions: Exclusions,
     classifier: Classifier,
-    digest: bool,
+    pg: bool,
     aggregate: str | None,
     q: Any,
     parent: int,
@@ -171,14 +165,15 @@ def _work(
         parser = PostfixLogParser(tz=tz)
         collector = Collector(exclusions, classifier)
         records = parser.records_of_text(_blocks(Path(path), start, end), ref=ref)
-        if aggregate is None:
+        if aggregate is None:  # the rows go to the store: staged here, off its process
+            stager = Stager(pg=pg, seq=index << SEQ_BITS)  # each range numbered apart
             for batch in collector.run(records, SEND_EVERY):
-                _put(q, ("batch", _pack(batch.rows, digest), batch.expiries, batch.notices), parent)
-            batch = collector.take()
-            _put(q, ("batch", _pack(batch.rows, digest), batch.expiries, batch.notices), parent)
+                _put(q, ("batch", stager.stage(batch.rows), batch.expiries, batch.notices), parent)
+            batch = collector.take()  # the rest
+            _put(q, ("batch", stager.stage(batch.rows), batch.expiries, batch.notices), parent)
         else:
             counted = _count(parser, collector, records, index, aggregate)
-            unsure = _pack(counted.partial.unsure, False)
+            unsure = _pack(counted.partial.unsure)
             counted.partial.unsure = []
             _put(q, ("partial", counted, unsure), parent)
         stats = parser.stats
@@ -218,12 +213,12 @@ def read_parallel(
     ref: datetime,
     exclusions: Exclusions,
     classifier: Classifier,
-    digest: bool,
+    pg: bool = False,
     aggregate: str | None = None,
-) -> Iterator[Batch | Counted | Result]:
-    """Batches as the workers produce them, then one :class:`Result`. With ``aggregate`` (the
-    operator of undecided rows) each worker aggregates its range: one :class:`Counted` per
-    range instead of batches, in range order."""
+) -> Iterator[StagedBatch | Counted | Result]:
+    """Staged batches (for a PostgreSQL store when ``pg``) as the workers produce them, then
+    one :class:`Result`. With ``aggregate`` (the operator of undecided rows) each worker
+    aggregates its range instead: one :class:`Counted` per range, in range order."""
     ctx = mp.get_context("fork")  # the workers inherit the classifier; nothing is pickled in
     q = ctx.Queue(maxsize=QUEUE_DEPTH)
     me = os.getpid()
@@ -236,7 +231,7 @@ def read_parallel(
             args=(
                 str(path),
                 *(i, a, b),
-                *(tz, ref, exclusions, classifier, digest, aggregate, q, me),
+                *(tz, ref, exclusions, classifier, pg, aggregate, q, me),
             ),
             daemon=True,
         )
@@ -261,7 +256,7 @@ def read_parallel(
             kind = message[0]
             if kind == "batch":
                 _, rows, expiries, notices = message
-                yield Batch([Row(*r) for r in rows], expiries, notices)
+                yield StagedBatch(rows, expiries, notices)
             elif kind == "partial":
                 _, one, unsure = message
                 one.partial.unsure = [Row(*r) for r in unsure]

@@ -21,7 +21,6 @@ advisory lock, so two ingests at once cannot lose a rebuild.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -29,43 +28,29 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from inboxops.operators.domains import DomainClassifier
-from inboxops.reputation.collect import NO_OPERATOR, Batch, Row, digest64, queue_digest
+from inboxops.reputation.collect import NO_OPERATOR, Batch, queue_digest
 from inboxops.reputation.metrics import COUNTER_NAMES
+from inboxops.reputation.staging import (
+    ATTEMPT_WIDTH,
+    SENDER_KNOWN,
+    STAGE_COLS,
+    TS,
+    Staged,
+    StagedBatch,
+    Stager,
+)
 from inboxops.storage.db import database_errors, retrying, write_transaction
 from inboxops.storage.raw import Raw
-from inboxops.storage.text import clean_row
 
 log = logging.getLogger(__name__)
 
 REPUTATION_LOCK = 0x1B0C6  # PostgreSQL advisory lock: "inboxops reputation writes"
 _CHUNK = 500
 
-STAGE_COLS = [
-    "fp",
-    "rkey",
-    "ts",
-    "day",
-    "syslog_name",
-    "domain",
-    "operator",
-    "segment",
-    "relay_host",
-    "dsn",
-    "code",
-    "status",
-    "reason",
-    "reply",
-    "qkey",
-    "scope",
-    "queue_id",
-    "seq",
-]
-_STAGE_TEXT = (4, 5, 6, 7, 8, 9, 11, 12, 13, 15, 16)
 _ATTEMPT_COLS = (
     "fp, rkey, ts, day, syslog_name, domain, operator, segment, relay_host, dsn, code, status, "
     "reason, reply, qkey"
 )
-_ATTEMPT_WIDTH = 15  # a staged row's first columns are the attempt's
 
 _STAGE_DDL = (
     "CREATE TEMP TABLE rep_stage (fp BIGINT, rkey BIGINT, ts {ts}, day DATE, syslog_name TEXT, "
@@ -102,7 +87,7 @@ _ATTEMPTS_SQL = (
     "WHERE true ON CONFLICT (fp) DO NOTHING"
 )
 _ATTEMPTS_DIRECT = (
-    f"INSERT INTO rep_attempts ({_ATTEMPT_COLS}) VALUES ({', '.join('?' * _ATTEMPT_WIDTH)}) "
+    f"INSERT INTO rep_attempts ({_ATTEMPT_COLS}) VALUES ({', '.join('?' * ATTEMPT_WIDTH)}) "
     "ON CONFLICT (fp) DO NOTHING"
 )
 _DIRTY_DAY = "INSERT INTO rep_dirty_days (day) VALUES (?) ON CONFLICT (day) DO NOTHING"
@@ -241,18 +226,21 @@ class ReputationStore:
         self.engine = engine
         self.domains = domains
         self.offline = offline
-        self._seq = 0
-        self._minutes: dict[int, tuple[str, str]] = {}
+        self._stager = Stager(pg=engine.dialect.name == "postgresql")
 
     # -- writing ------------------------------------------------------------------------------
 
     def write(self, batch: Batch) -> WriteResult:
+        """Stage a collector batch here, then :meth:`write_staged`."""
+        staged = StagedBatch(self._stager.stage(batch.rows), batch.expiries, batch.notices)
+        return self.write_staged(staged)
+
+    def write_staged(self, batch: StagedBatch) -> WriteResult:
+        """Write one batch of staged rows (:mod:`.staging`) in one transaction."""
         result = WriteResult()
-        rows = self._drop_known_notices(batch.rows, result, batch.notices)
-        self._decide_operators(rows)
-        if not rows and not batch.expiries and not batch.notices:
+        stage = self._decide_operators(self._drop_known_notices(batch.rows, result, batch.notices))
+        if not stage and not batch.expiries and not batch.notices:
             return result
-        stage = self._stage_rows(rows)
 
         def attempt() -> tuple[int, int, int]:
             with write_transaction(self.engine) as conn:
@@ -265,13 +253,14 @@ class ReputationStore:
                 self._remember(raw, batch.notices, expiries)
                 ts_type = "TIMESTAMPTZ" if raw.pg else "TEXT"
                 try:
-                    retracted = self._retract_notices(raw, batch, ts_type)
+                    retracted = self._retract_notices(raw, batch.notices, ts_type)
                     if raw.pg:  # COPY cannot skip duplicates: stage, then insert what is new
                         raw.run(_STAGE_DDL.format(ts=ts_type), ())
-                        raw.write_named("rep_stage", STAGE_COLS, kept)
+                        width = len(STAGE_COLS)
+                        raw.write_named("rep_stage", STAGE_COLS, [r[:width] for r in kept])
                         new = raw.rowcount(_ATTEMPTS_SQL, ())
                     else:  # in key order: the B-tree is filled page by page, not at random
-                        ordered = sorted((r[:_ATTEMPT_WIDTH] for r in kept), key=_first)
+                        ordered = sorted((r[:ATTEMPT_WIDTH] for r in kept), key=_first)
                         new = raw.executemany_count(_ATTEMPTS_DIRECT, ordered)
                     raw.executemany(_DIRTY_DAY, [(d,) for d in sorted({r[3] for r in kept})])
                     queues = self._follow(raw, _latest(kept))
@@ -285,7 +274,7 @@ class ReputationStore:
             result.new, retracted, result.past_retention = retrying(
                 attempt, what="reputation batch"
             )
-        result.known = len(rows) - result.new - result.past_retention
+        result.known = len(stage) - result.new - result.past_retention
         result.notices += retracted
         return result
 
@@ -361,9 +350,11 @@ class ReputationStore:
                 sorted({(raw.day(_utc(ts).date()),) for _, _, ts in rows}),
             )
 
-    def _retract_notices(self, raw: Raw, batch: Batch, ts_type: str) -> int:
+    def _retract_notices(
+        self, raw: Raw, notices: list[tuple[str, str, float]], ts_type: str
+    ) -> int:
         """Attempts already stored for messages this batch shows to be notices: gone."""
-        if not batch.notices:
+        if not notices:
             return 0
         raw.run(_NOTICE_DDL.format(ts=ts_type), ())
         rows = sorted(
@@ -374,7 +365,7 @@ class ReputationStore:
                 raw.dt(_utc(ts) - NOTICE_SPAN),
                 raw.dt(_utc(ts) + NOTICE_SPAN),
             )
-            for scope, qid, ts in set(batch.notices)
+            for scope, qid, ts in set(notices)
         )
         raw.executemany(_NOTICE_ADD, rows)
         for sql in _RETRACT[:2]:
@@ -384,12 +375,12 @@ class ReputationStore:
         return retracted
 
     def _drop_known_notices(
-        self, rows: list[Row], result: WriteResult, batch_notices: list[tuple[str, str, float]]
-    ) -> list[Row]:
+        self, rows: list[Staged], result: WriteResult, batch_notices: list[tuple[str, str, float]]
+    ) -> list[Staged]:
         """Rows whose message's sender was not seen in this run: drop notices, whether seen
         before (``rep_notices``) or in this very batch (a batch of a parallel read joins
         ranges: a notice's ``from=<>`` line may lie in one, its attempts in another)."""
-        unknown = sorted({(r.scope, r.queue_id) for r in rows if not r.sender_known})
+        unknown = sorted({(r[15], r[16]) for r in rows if not r[SENDER_KNOWN]})
         if not unknown:
             return rows
         notices: dict[tuple[str, str], list[datetime]] = {}
@@ -412,83 +403,27 @@ class ReputationStore:
         if not notices:
             return rows
 
-        def notice(r: Row) -> bool:  # the same queue id, near in time (ids are reused)
-            seen = notices.get((r.scope, r.queue_id), ())
-            return any(abs(_utc(r.ts) - when) <= NOTICE_SPAN for when in seen)
+        def notice(r: Staged) -> bool:  # the same queue id, near in time (ids are reused)
+            seen = notices.get((r[15], r[16]), ())
+            return any(abs(_utc(r[TS]) - when) <= NOTICE_SPAN for when in seen)
 
-        kept = [r for r in rows if r.sender_known or not notice(r)]
+        kept = [r for r in rows if r[SENDER_KNOWN] or not notice(r)]
         result.notices = len(rows) - len(kept)
         return kept
 
-    def _decide_operators(self, rows: list[Row]) -> None:
+    def _decide_operators(self, rows: list[Staged]) -> list[Staged]:
         """Attempts without a relay host name: the recipient domain's MX decides."""
-        undecided = {r.domain for r in rows if r.operator == NO_OPERATOR}
+        undecided = {r[5] for r in rows if r[6] == NO_OPERATOR}
         if not undecided:
-            return
+            return rows
         decided = self.domains.classify(undecided, offline=self.offline)
+        out = []
         for r in rows:
-            if r.operator == NO_OPERATOR:
-                d = decided[r.domain]
-                r.operator, r.segment = d.operator, d.segment
-
-    def _stage_rows(self, rows: Iterable[Row]) -> list[tuple[Any, ...]]:
-        out: list[tuple[Any, ...]] = []
-        pg = self.engine.dialect.name == "postgresql"
-        stamp = self._stamp_pg if pg else self._stamp_text
-        seq = self._seq
-        for r in rows:
-            seq += 1
-            when, day = stamp(r.ts)
-            row = (
-                r.fp or digest64(r.line),
-                r.rk or digest64(f"{r.scope} {r.queue_id} {r.recipient}"),
-                when,
-                day,
-                r.syslog_name,
-                r.domain,
-                r.operator,
-                r.segment,
-                r.relay_host,
-                r.dsn,
-                r.code,
-                r.status,
-                r.reason,
-                r.reply,
-                r.qk or queue_digest(r.scope, r.queue_id),
-                r.scope,
-                r.queue_id,
-                seq,
-            )
-            # one C call for the usual row, all of whose text is printable (None reads "None")
-            if not (
-                f"{r.syslog_name}{r.domain}{r.operator}{r.segment}{r.relay_host}{r.dsn}"
-                f"{r.status}{r.reason}{r.reply}{r.scope}{r.queue_id}"
-            ).isprintable():
-                row = clean_row(row, _STAGE_TEXT)
-            out.append(row)
-        self._seq = seq
+            if r[6] == NO_OPERATOR:
+                d = decided[r[5]]
+                r = (*r[:6], d.operator, d.segment, *r[8:])
+            out.append(r)
         return out
-
-    def _stamp_text(self, ts: float) -> tuple[str, str]:
-        """SQLite's text form of a UTC instant and its day, memoised per minute (logs are
-        dense in time; strftime per attempt cost a tenth of the ingest)."""
-        minute = int(ts // 60)
-        cached = self._minutes.get(minute)
-        if cached is None:
-            prefix = _utc(minute * 60.0).strftime("%Y-%m-%d %H:%M:")
-            cached = (prefix, prefix[:-7])  # and the day: without " %H:%M:"
-            if len(self._minutes) > 100_000:
-                self._minutes.clear()
-            self._minutes[minute] = cached
-        second = ts - minute * 60
-        whole = _SECONDS.get(second)
-        if whole is not None:  # syslog stamps: whole seconds
-            return cached[0] + whole, cached[1]
-        return f"{cached[0]}{second:09.6f}", cached[1]
-
-    def _stamp_pg(self, ts: float) -> tuple[datetime, date]:
-        when = _utc(ts)
-        return when, when.date()
 
     # -- the daily rollup ---------------------------------------------------------------------
 
@@ -510,9 +445,6 @@ class ReputationStore:
             days: list[date] = retrying(attempt, what="reputation rollup")
         log.info("event=rep_rollup days=%d", len(days))
         return days
-
-
-_SECONDS: dict[float, str] = {float(n): f"{n:09.6f}" for n in range(61)}
 
 
 def _first(row: tuple[Any, ...]) -> Any:

@@ -620,3 +620,56 @@ def test_a_log_read_by_several_processes_gives_the_same_figures(
 
     parallel_db = f"sqlite:///{tmp_path / 'parallel.db'}"
     assert run_once(parallel_db, 0) == run_once(sqlite_url, 10**12)
+
+
+def _fleet_log(tmp_path: Path) -> Path:
+    from inboxops.demo.maillog import write_maillog
+
+    path = tmp_path / "fleet.log"
+    write_maillog(path, lines=40_000, seed=4, start=datetime(2026, 11, 3, tzinfo=UTC), days=3)
+    os.utime(path, (datetime(2026, 11, 24, tzinfo=UTC).timestamp(),) * 2)
+    return path
+
+
+def test_readers_started_before_the_database_opens_give_the_same_figures(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reputation ingest` starts a big log's readers before it opens the database; their
+    rows are staged for that database (text stamps on SQLite, timestamps on PostgreSQL). The
+    figures equal a one-process read's, and so does a SQLite file whose name merely starts like
+    a PostgreSQL URL (the readers' rows are staged again for the right database)."""
+    import multiprocessing
+
+    from inboxops.reputation import parallel
+
+    path = _fleet_log(tmp_path)
+    monkeypatch.setattr(parallel, "MIN_BYTES", 10**12)
+    one = f"sqlite:///{tmp_path / 'one.db'}"
+    assert run(["--db", one, "reputation", "ingest", "--offline", str(path)])[0] == 0
+    want = trend(one)
+    monkeypatch.setattr(parallel, "MIN_BYTES", 0)
+    code, out, err = run(["--db", db_url, "reputation", "ingest", "--json", "--offline", str(path)])
+    assert code == 0, err
+    assert trend(db_url) == want
+    assert out["new"] == sum(int(r["attempts"]) for r in want) > 1000  # type: ignore[index]
+    monkeypatch.chdir(tmp_path)
+    assert run(["--db", "postgres-archive.db", "reputation", "ingest", str(path)])[0] == 0
+    assert trend(f"sqlite:///{tmp_path / 'postgres-archive.db'}") == want
+    assert not multiprocessing.active_children()
+
+
+def test_a_database_that_cannot_open_stops_the_early_readers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    from inboxops.reputation import parallel
+
+    path = _fleet_log(tmp_path)
+    monkeypatch.setattr(parallel, "MIN_BYTES", 0)
+    code, _, err = run(
+        ["--db", "postgresql://nobody@127.0.0.1:1/none", "reputation", "ingest", str(path)]
+    )
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1
+    assert not multiprocessing.active_children()

@@ -90,16 +90,37 @@ def ingest_cmd(
 
         classifier = Classifier(dict(settings.operators.rules) or None)
         ingestor = ReputationIngestor(settings.reputation, None, classifier, year=year)
+        early = None
     else:  # the database and DNS layers only when they are used (a dry run starts faster)
-        from inboxops.operators.domains import domain_classifier
-        from inboxops.reputation.store import ReputationStore
+        from inboxops.operators.classify import Classifier
+        from inboxops.reputation.ingest import start_reading
 
-        engine = app.engine()
-        domains = domain_classifier(engine, settings, offline=offline, clock=app.clock)
-        store = ReputationStore(engine, domains, offline=offline)
+        # a big first log's readers start parsing before the database layer is even imported
+        pg = app.effective_db_url.startswith("postgres")
+        early = start_reading(
+            sources[0],
+            settings.reputation,
+            Classifier(dict(settings.operators.rules) or None),
+            year=year,
+            pg=pg,
+        )
+        try:
+            from inboxops.operators.domains import domain_classifier
+            from inboxops.reputation.store import ReputationStore
+
+            engine = app.engine()
+            domains = domain_classifier(engine, settings, offline=offline, clock=app.clock)
+            store = ReputationStore(engine, domains, offline=offline)
+        except BaseException:
+            if early is not None:
+                early.close()
+            raise
+        if early is not None and pg != (engine.dialect.name == "postgresql"):
+            early.close()  # staged for the other database: read again
+            early = None
         ingestor = ReputationIngestor(settings.reputation, store, domains.classifier, year=year)
     with progress_bar(app, "reading logs") as progress:
-        result = ingestor.ingest(list(sources), progress=progress)
+        result = ingestor.ingest(list(sources), progress=progress, early=early)
     if as_json:
         payload = result.as_json()
         if ingestor.aggregator is not None:

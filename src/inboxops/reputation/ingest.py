@@ -114,6 +114,35 @@ def _no_cycle_collection() -> Iterator[None]:
         gc.enable()
 
 
+def start_reading(
+    source: str,
+    settings: ReputationSettings,
+    classifier: Classifier,
+    *,
+    year: int | None,
+    pg: bool,
+) -> parallel.Readers | None:
+    """Start the readers of ``source`` now, if it is a log big enough for them: the ingest
+    command calls this before it opens the database, so they parse meanwhile. The rows are
+    staged for PostgreSQL when ``pg``; hand the readers to :meth:`ReputationIngestor.ingest`
+    (or :meth:`~inboxops.reputation.parallel.Readers.close` them)."""
+    if source == STDIN:
+        return None
+    path = Path(source)
+    parts = parallel.workers_for(path, year=year, min_bytes=parallel.MIN_BYTES)
+    if parts < 2:
+        return None
+    return parallel.Readers(
+        path,
+        parts,
+        tz=zone(settings.log_timezone),
+        ref=datetime.fromtimestamp(path.stat().st_mtime, UTC),
+        exclusions=Exclusions(settings.internal_domains, settings.probe_prefixes),
+        classifier=classifier,
+        pg=pg,
+    )
+
+
 class ReputationIngestor:
     """Reads logs into ``store``; one instance per run.
 
@@ -145,10 +174,18 @@ class ReputationIngestor:
         self.result = IngestResult()
         self._notices_known = 0
         self._extra = parallel.Result()  # what parallel readers counted
+        self._early: parallel.Readers | None = None
 
     def ingest(
-        self, sources: list[str], progress: Callable[[int, int], None] | None = None
+        self,
+        sources: list[str],
+        progress: Callable[[int, int], None] | None = None,
+        *,
+        early: parallel.Readers | None = None,
     ) -> IngestResult:
+        """Read ``sources`` in order; ``early`` holds the first source's readers when
+        :func:`start_reading` started them already."""
+        self._early = early
         result = self.result
         with _no_cycle_collection():
             for i, source in enumerate(sources, 1):
@@ -184,12 +221,18 @@ class ReputationIngestor:
         return result
 
     def _one(self, source: str) -> None:
+        early, self._early = self._early, None
+        if early is not None and early.path == Path(source):
+            self._parallel(Path(source), early)
+            return
+        if early is not None:
+            early.close()
         if source != STDIN:
             parts = parallel.workers_for(
                 Path(source), year=self.year, min_bytes=self.parallel_min_bytes
             )
             if parts > 1:
-                self._parallel(Path(source), parts)
+                self._parallel(Path(source), self._readers(Path(source), parts))
                 return
         try:
             stream, mtime = open_log(source)
@@ -209,23 +252,25 @@ class ReputationIngestor:
                 log.warning("event=log_truncated source=%s error=%s", source, str(exc)[:120])
         log.info("event=log_read source=%s", source)
 
-    def _parallel(self, path: Path, parts: int) -> None:
-        """A big plain file read by one process per core (see :mod:`.parallel`). The workers'
-        batches are joined up to ``batch`` rows a transaction: every transaction rewrites the
-        index pages it touches, so fewer, larger ones write less."""
-        self.result.files += 1
-        mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-        pending = StagedBatch()
-        for item in parallel.read_parallel(
+    def _readers(self, path: Path, parts: int) -> parallel.Readers:
+        return parallel.Readers(
             path,
             parts,
             tz=self.parser.tz,
-            ref=mtime,
+            ref=datetime.fromtimestamp(path.stat().st_mtime, UTC),
             exclusions=self.collector.exclusions,
             classifier=self.classifier,
             pg=self.store is not None and self.store.engine.dialect.name == "postgresql",
             aggregate=UNDECIDED if self.aggregator is not None else None,
-        ):
+        )
+
+    def _parallel(self, path: Path, readers: parallel.Readers) -> None:
+        """A big plain file read by one process per core (see :mod:`.parallel`). The workers'
+        batches are joined up to ``batch`` rows a transaction: every transaction rewrites the
+        index pages it touches, so fewer, larger ones write less."""
+        self.result.files += 1
+        pending = StagedBatch()
+        for item in readers.items():
             if isinstance(item, parallel.Result):
                 self._extra.add(tuple(item.counts), item.samples, astuple(item.excluded))
             elif isinstance(item, parallel.Counted):
@@ -242,7 +287,7 @@ class ReputationIngestor:
                 pending.notices += item.notices
         if pending.rows or pending.expiries or pending.notices:
             self._write(pending)
-        log.info("event=log_read source=%s processes=%d", path, parts)
+        log.info("event=log_read source=%s processes=%d", path, len(readers.ranges))
 
     def _flush(self) -> None:
         self._write(self.collector.take())

@@ -18,6 +18,7 @@ its parent gone exits instead of waiting on a full queue forever.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import multiprocessing as mp
 import operator
@@ -161,6 +162,7 @@ def _work(
     q: Any,
     parent: int,
 ) -> None:
+    gc.disable()  # as in the ingest (ingest._no_cycle_collection), whenever this was forked
     try:
         parser = PostfixLogParser(tz=tz)
         collector = Collector(exclusions, classifier)
@@ -205,6 +207,99 @@ class Result:
             setattr(self.excluded, name, getattr(self.excluded, name) + value)
 
 
+class Readers:
+    """One file's reader processes, started at construction: :meth:`items` reads what they
+    send. The ingest command starts them before it opens the database, so they parse while
+    that process imports and checks its database layer. (With ``aggregate`` the first range is
+    counted by the process that calls :meth:`items`.)"""
+
+    def __init__(
+        self,
+        path: Path,
+        parts: int,
+        *,
+        tz: Any,
+        ref: datetime,
+        exclusions: Exclusions,
+        classifier: Classifier,
+        pg: bool = False,
+        aggregate: str | None = None,
+    ) -> None:
+        self.path, self.pg, self.aggregate = path, pg, aggregate
+        self._tz, self._ref, self._exclusions, self._classifier = tz, ref, exclusions, classifier
+        ctx = mp.get_context("fork")  # the workers inherit the classifier; nothing is pickled in
+        self._q = ctx.Queue(maxsize=QUEUE_DEPTH)
+        me = os.getpid()
+        self.ranges = ranges(path, parts)
+        # An aggregating run counts its first range here, beside the workers: a process fewer,
+        # and those figures never cross a pipe. A storing run leaves this process to the
+        # database.
+        self._procs = [
+            ctx.Process(
+                target=_work,
+                args=(
+                    str(path),
+                    *(i, a, b),
+                    *(tz, ref, exclusions, classifier, pg, aggregate, self._q, me),
+                ),
+                daemon=True,
+            )
+            for i, (a, b) in enumerate(self.ranges)
+            if aggregate is None or i > 0
+        ]
+        self._closed = False
+        for p in self._procs:
+            p.start()
+
+    def items(self) -> Iterator[StagedBatch | Counted | Result]:
+        """Staged batches (for a PostgreSQL store when ``pg``) as the workers produce them,
+        then one :class:`Result`. With ``aggregate`` (the operator of undecided rows) each
+        worker aggregates its range instead: one :class:`Counted` per range, in range order."""
+        result = Result()
+        counted: list[Counted] = []
+        done = 0
+        q, aggregate = self._q, self.aggregate
+        try:
+            if aggregate is not None:
+                parser = PostfixLogParser(tz=self._tz)
+                collector = Collector(self._exclusions, self._classifier)
+                text = _blocks(self.path, *self.ranges[0])
+                records = parser.records_of_text(text, ref=self._ref)
+                counted.append(_count(parser, collector, records, 0, aggregate))
+                stats = parser.stats
+                result.add(astuple(stats)[:-1], list(stats.samples), astuple(collector.excluded))
+            while done < len(self._procs):
+                message = q.get()
+                kind = message[0]
+                if kind == "batch":
+                    _, rows, expiries, notices = message
+                    yield StagedBatch(rows, expiries, notices)
+                elif kind == "partial":
+                    _, one, unsure = message
+                    one.partial.unsure = [Row(*r) for r in unsure]
+                    counted.append(one)
+                elif kind == "done":
+                    result.add(message[1], message[2], message[3])
+                    done += 1
+                else:
+                    raise RuntimeError(f"a log reader failed: {message[1]}")
+            yield from sorted(counted, key=lambda c: c.index)
+            yield result
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the readers (if they are still at work) and release the queue. Once."""
+        if self._closed:
+            return
+        self._closed = True
+        for p in self._procs:
+            if p.is_alive():
+                p.terminate()
+            p.join(timeout=5)
+        self._q.close()
+
+
 def read_parallel(
     path: Path,
     parts: int,
@@ -216,61 +311,15 @@ def read_parallel(
     pg: bool = False,
     aggregate: str | None = None,
 ) -> Iterator[StagedBatch | Counted | Result]:
-    """Staged batches (for a PostgreSQL store when ``pg``) as the workers produce them, then
-    one :class:`Result`. With ``aggregate`` (the operator of undecided rows) each worker
-    aggregates its range instead: one :class:`Counted` per range, in range order."""
-    ctx = mp.get_context("fork")  # the workers inherit the classifier; nothing is pickled in
-    q = ctx.Queue(maxsize=QUEUE_DEPTH)
-    me = os.getpid()
-    spans = ranges(path, parts)
-    # An aggregating run counts its first range here, beside the workers: a process fewer,
-    # and those figures never cross a pipe. A storing run leaves this process to the database.
-    procs = [
-        ctx.Process(
-            target=_work,
-            args=(
-                str(path),
-                *(i, a, b),
-                *(tz, ref, exclusions, classifier, pg, aggregate, q, me),
-            ),
-            daemon=True,
-        )
-        for i, (a, b) in enumerate(spans)
-        if aggregate is None or i > 0
-    ]
-    for p in procs:
-        p.start()
-    result = Result()
-    counted: list[Counted] = []
-    done = 0
-    try:
-        if aggregate is not None:
-            parser = PostfixLogParser(tz=tz)
-            collector = Collector(exclusions, classifier)
-            records = parser.records_of_text(_blocks(path, *spans[0]), ref=ref)
-            counted.append(_count(parser, collector, records, 0, aggregate))
-            stats = parser.stats
-            result.add(astuple(stats)[:-1], list(stats.samples), astuple(collector.excluded))
-        while done < len(procs):
-            message = q.get()
-            kind = message[0]
-            if kind == "batch":
-                _, rows, expiries, notices = message
-                yield StagedBatch(rows, expiries, notices)
-            elif kind == "partial":
-                _, one, unsure = message
-                one.partial.unsure = [Row(*r) for r in unsure]
-                counted.append(one)
-            elif kind == "done":
-                result.add(message[1], message[2], message[3])
-                done += 1
-            else:
-                raise RuntimeError(f"a log reader failed: {message[1]}")
-        yield from sorted(counted, key=lambda c: c.index)
-        yield result
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-            p.join(timeout=5)
-        q.close()
+    """:meth:`Readers.items` of readers started now."""
+    readers = Readers(
+        path,
+        parts,
+        tz=tz,
+        ref=ref,
+        exclusions=exclusions,
+        classifier=classifier,
+        pg=pg,
+        aggregate=aggregate,
+    )
+    return readers.items()

@@ -272,9 +272,7 @@ class Ingestor:
             if streaming is not None:
                 parser = streaming.parser(payload.stream, payload.name)
             else:
-                parser = AggregateParser(
-                    payload.stream, source=payload.name, max_records=self.limits.max_records
-                )
+                parser = AggregateParser.within(payload.stream, payload.name, self.limits)
             self._aggregate(stats, parser, payload.name, refuse)
         elif payload.kind == "json" and payload.stream is not None:
             from inboxops.dmarc.tlsrpt import parse_tls_report

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from lxml import etree
 
@@ -43,6 +43,9 @@ from inboxops.dmarc.records import (
 from inboxops.dmarc.unpack import NotAReport
 from inboxops.errors import HostileInputError, ParseError
 from inboxops.untrusted import one_line
+
+if TYPE_CHECKING:
+    from inboxops.config import Limits
 
 _TAGS = ("{*}report_metadata", "{*}policy_published", "{*}record", "{*}version")
 _HOSTILE_MARKERS = ("ERR_RESOURCE_LIMIT", "Excessive depth", "Huge input", "xmlSAX2Characters")
@@ -140,6 +143,13 @@ class AggregateParser:
         self._values: Iterator[RecordValues] | None = None
         self._checked_doctype = False
         self._fields: dict[str, Any] = {}
+
+    @classmethod
+    def within(cls, stream: IO[bytes], source: str, limits: Limits) -> AggregateParser:
+        """A parser held to ``[dmarc.limits]``: how every reader of a payload makes one (the
+        sequential path, the pool's and the streaming workers, a lost worker's fallback), so
+        a limit added there applies everywhere."""
+        return cls(stream, source=source, max_records=limits.max_records)
 
     @property
     def sha256(self) -> str:

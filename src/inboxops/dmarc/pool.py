@@ -55,11 +55,12 @@ def workers_for(files: int) -> int:
     return min(cpus, 4)
 
 
-def streamable(path: Path, big: int = STREAM_BYTES) -> bool:
-    """Is ``path`` big enough to be parsed by its own worker while the writer writes? Plain
-    XML of ``big`` bytes, or gzip of a tenth of that (reports compress tenfold)."""
+def streamable(path: Path, big: int = STREAM_BYTES, *, size: int | None = None) -> bool:
+    """Is ``path`` (of ``size`` bytes, when the caller knows) big enough to be parsed by its
+    own worker while the writer writes? Plain XML of ``big`` bytes, or gzip of a tenth of
+    that (reports compress tenfold)."""
     try:
-        size = path.stat().st_size
+        size = path.stat().st_size if size is None else size
         if size < big // 10:
             return False
         with path.open("rb") as fh:
@@ -83,9 +84,7 @@ def parse_file(path: Path, limits: Limits) -> list[Parsed] | None:
             for payload in Unpacker(limits).payloads(fh, str(path)):
                 if payload.kind != "xml" or payload.stream is None:
                     return None
-                parser = AggregateParser(
-                    payload.stream, source=payload.name, max_records=limits.max_records
-                )
+                parser = AggregateParser.within(payload.stream, payload.name, limits)
                 parsed, _head = read_head(parser, payload.name)
                 if parsed is None:  # large: streamed by the parent in its own transaction
                     return None
@@ -123,8 +122,12 @@ class Parsing:
         self.limits = limits
         self.workers = workers
         self._streams: dict[Path, Streaming] = {}
+        self._sizes: dict[Path, int] = {}  # each file's size, taken once
         if workers > 1:
-            self._streams = {p: Streaming(p, limits) for p in files if streamable(p, big)}
+            self._sizes = {p: _size(p) for p in files}
+            self._streams = {
+                p: Streaming(p, limits) for p in files if streamable(p, big, size=self._sizes[p])
+            }
         self._small = [p for p in files if p not in self._streams]
         self._pool: ProcessPoolExecutor | None = None
         self._queued = iter([self._small[i : i + CHUNK] for i in range(0, len(self._small), CHUNK)])
@@ -195,7 +198,7 @@ class Parsing:
         chunk = next(self._queued, None)
         if chunk is None:
             return False
-        size = sum(_size(path) for path in chunk)
+        size = sum(self._sizes.get(path, 0) for path in chunk)
         self.in_flight += size
         future = None
         if not self._broken and self._pool is not None:

@@ -60,9 +60,7 @@ def _work(path: Path, limits: Limits, conn: Any) -> None:
             if payload is None or payload.kind != "xml" or payload.stream is None:
                 out.put(("local", None))  # not one aggregate report: the main process reads it
                 return
-            parser = AggregateParser(
-                payload.stream, source=payload.name, max_records=limits.max_records
-            )
+            parser = AggregateParser.within(payload.stream, payload.name, limits)
             meta = parser.read_meta()
             out.put(("meta", meta))
             values = parser.values()
@@ -234,7 +232,5 @@ class StreamedParser:
     def _go_local(self) -> AggregateParser:
         """Carry on in this process over the payload stream it holds."""
         if self._local is None:
-            self._local = AggregateParser(
-                self._stream, source=self._source, max_records=self._streaming.limits.max_records
-            )
+            self._local = AggregateParser.within(self._stream, self._source, self._streaming.limits)
         return self._local

@@ -298,28 +298,3 @@ class Readers:
                 p.terminate()
             p.join(timeout=5)
         self._q.close()
-
-
-def read_parallel(
-    path: Path,
-    parts: int,
-    *,
-    tz: Any,
-    ref: datetime,
-    exclusions: Exclusions,
-    classifier: Classifier,
-    pg: bool = False,
-    aggregate: str | None = None,
-) -> Iterator[StagedBatch | Counted | Result]:
-    """:meth:`Readers.items` of readers started now."""
-    readers = Readers(
-        path,
-        parts,
-        tz=tz,
-        ref=ref,
-        exclusions=exclusions,
-        classifier=classifier,
-        pg=pg,
-        aggregate=aggregate,
-    )
-    return readers.items()

@@ -36,11 +36,21 @@ def _queue_digest(scope: str, queue_id: str) -> int:
 def upgrade() -> None:
     op.add_column("rep_attempts", sa.Column("qkey", sa.BigInteger(), nullable=True))
     conn = op.get_bind()
-    # every stored attempt's recipient has a row (until this revision): its queue is there
+    # Every stored attempt's recipient has a row (until this revision): its queue is there.
+    # The keys go to a temporary table and the attempts take theirs in one pass (an UPDATE
+    # per recipient took 3 s for 100,000 of them).
+    conn.execute(sa.text("CREATE TEMPORARY TABLE rep_qkeys (rkey BIGINT PRIMARY KEY, qkey BIGINT)"))
     recipients = conn.execute(sa.text("SELECT rkey, scope, queue_id FROM rep_recipients"))
-    update = sa.text("UPDATE rep_attempts SET qkey = :qkey WHERE rkey = :rkey")
+    insert = sa.text("INSERT INTO rep_qkeys (rkey, qkey) VALUES (:rkey, :qkey)")
     while chunk := recipients.fetchmany(_CHUNK):
-        conn.execute(update, [{"qkey": _queue_digest(s, q), "rkey": rkey} for rkey, s, q in chunk])
+        conn.execute(insert, [{"rkey": rkey, "qkey": _queue_digest(s, q)} for rkey, s, q in chunk])
+    conn.execute(
+        sa.text(
+            "UPDATE rep_attempts SET qkey = k.qkey FROM rep_qkeys k "
+            "WHERE k.rkey = rep_attempts.rkey"
+        )
+    )
+    conn.execute(sa.text("DROP TABLE rep_qkeys"))
     conn.execute(sa.text("UPDATE rep_attempts SET qkey = 0 WHERE qkey IS NULL"))  # none expected
     with op.batch_alter_table("rep_attempts") as batch:
         batch.alter_column("qkey", existing_type=sa.BigInteger(), nullable=False)

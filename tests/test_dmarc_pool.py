@@ -8,11 +8,13 @@ a report the database refuses) and even when a worker is killed mid-run.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import signal
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from inboxops.config import Limits
@@ -117,10 +119,12 @@ def test_an_import_of_many_files_uses_the_workers_and_a_small_one_does_not(
 
 
 def test_a_copy_in_other_bytes_within_one_group_is_known_by_its_content(
-    engine: Engine, tmp_path: Path
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A group's records are written together at its end; a second copy of a report in the
-    same group is still compared with the first one's records, not with nothing."""
+    """A group's report rows go in together, its records at its end; a second copy of a
+    report in the same group is still compared with the first one's records, not with
+    nothing, and without falling back to writing the group report by report."""
+    caplog.set_level(logging.INFO, logger="inboxops.dmarc.store")
     first = aggregate_xml(report_id="twice", rows=[("192.0.2.1", 3, True), ("192.0.2.2", 1, False)])
     paths = [
         write_report(tmp_path, "a.xml", first),
@@ -130,6 +134,7 @@ def test_a_copy_in_other_bytes_within_one_group_is_known_by_its_content(
     stats = run(engine, paths, workers=1)
     assert (stats.reports_new, stats.reports_known, stats.reports_conflicting) == (2, 1, 0)
     assert stats.records == 3
+    assert "report_group_rewritten" not in caplog.text
 
 
 def test_the_workers_run_ahead_by_a_bounded_amount_of_input(tmp_path: Path) -> None:

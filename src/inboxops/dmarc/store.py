@@ -59,7 +59,9 @@ from inboxops.dmarc.rows import (
     FINISH_SQL,
     INSERT_SQL,
     REPLACE_SQL,
+    REPORT_KEY,
     PendingRows,
+    insert_reports,
     meta_values,
     now,
     window_at,
@@ -200,6 +202,8 @@ class DatabaseSink:
         except Exception as exc:
             if not is_data_error(exc):
                 raise
+            name = type(exc).__name__
+            log.info("event=report_group_rewritten reports=%d error=%s", len(group), name)
         return self._write_group_once(group, savepoints=True)
 
     def _write_group_once(
@@ -209,11 +213,7 @@ class DatabaseSink:
         with write_transaction(self.engine) as conn:
             raw = Raw(conn)
             if not savepoints:
-                pending = PendingRows()
-                for parsed in group:
-                    out.append((parsed, self._store_parsed(raw, parsed, pending)))
-                pending.write(raw)
-                return out
+                return self._write_group_rows(raw, group)
             for parsed in group:
                 raw.run("SAVEPOINT inboxops_report", ())
                 try:
@@ -229,11 +229,41 @@ class DatabaseSink:
                 out.append((parsed, result))
         return out
 
-    def _store_parsed(
-        self, raw: Raw, parsed: Parsed, pending: PendingRows | None = None
-    ) -> AggregateResult:
-        """Parsed whole, the report's row is written final at once (counts, digest, repairs);
-        its records now, or with the group's (``pending``)."""
+    def _write_group_rows(
+        self, raw: Raw, group: list[Parsed]
+    ) -> list[tuple[Parsed, AggregateResult | str]]:
+        """The group's report rows in a few statements, then its records in one INSERT per
+        table; a copy whose key is taken (stored before, or earlier in this group) is compared
+        with the stored one once the records before it are written."""
+        results = [parsed.result("new") for parsed in group]
+        values = [
+            meta_values(
+                raw,
+                parsed.meta,
+                parsed.source,
+                sha256=parsed.sha256,
+                recovered=parsed.recovered,
+                counts=(result.records, result.messages, parsed.dropped),
+            )
+            for parsed, result in zip(group, results, strict=True)
+        ]
+        ids = insert_reports(raw, values)
+        pending = PendingRows()
+        out: list[tuple[Parsed, AggregateResult | str]] = []
+        for parsed, result, row in zip(group, results, values, strict=True):
+            pk = ids.pop(str(row[REPORT_KEY]), None)  # the first copy of a key is the stored one
+            if pk is None:
+                pending.write(raw)
+                out.append((parsed, _resolve_conflict(raw, parsed, row)))
+            else:
+                pending.add(raw, pk, parsed.records, parsed.values)
+                out.append((parsed, result))
+        pending.write(raw)
+        return out
+
+    def _store_parsed(self, raw: Raw, parsed: Parsed) -> AggregateResult:
+        """Parsed whole, the report's row is written final at once (counts, digest, repairs),
+        then its records (a group written report by report, each in a savepoint)."""
         result = parsed.result("new")
         values = meta_values(
             raw,
@@ -245,13 +275,8 @@ class DatabaseSink:
         )
         inserted = raw.one(INSERT_SQL, values)
         if inserted is None:
-            if pending is not None:  # a copy earlier in this group is compared whole
-                pending.write(raw)
             return _resolve_conflict(raw, parsed, values)
-        if pending is None:
-            _write_records(raw, int(inserted), parsed)
-        else:
-            pending.add(raw, int(inserted), parsed.records, parsed.values)
+        _write_records(raw, int(inserted), parsed)
         return result
 
     def _stream(self, parser: ReportStream, head: list[RecordValues], source: str) -> Any:

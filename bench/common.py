@@ -9,7 +9,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 SOURCES = Path(__file__).resolve().parents[1] / "src"
 _compiled = False
@@ -53,3 +55,22 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, f
         lines = [line for line in Path(stamp.name).read_text().splitlines() if line.strip()]
     rss_kib = float(lines[-1]) if lines and lines[-1].strip().isdigit() else 0.0
     return elapsed, rss_kib / 1024, proc.returncode, proc.stdout
+
+
+class Timed(Protocol):
+    seconds: float
+    note: str
+
+
+T = TypeVar("T", bound=Timed)
+
+
+def median(repeat: int, run: Callable[[], T]) -> T:
+    """The run of median wall time out of ``repeat``: this machine's timing noise (up to a
+    third between identical runs, twice that from hour to hour) moves one run's figure more
+    than most changes do. Its note lists every run's seconds."""
+    runs = sorted((run() for _ in range(max(repeat, 1))), key=lambda r: r.seconds)
+    chosen = runs[len(runs) // 2]
+    if repeat > 1:
+        chosen.note = f"median of {repeat} ({', '.join(f'{r.seconds:.2f}' for r in runs)} s)"
+    return chosen

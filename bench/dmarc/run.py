@@ -7,7 +7,11 @@ same way. The 100,000-record report is also read by lxml's bare ``iterparse`` (r
 and cleared, nothing else: the floor any Python DMARC parser stands on) and inboxops is printed
 as a fraction of that rate; inboxops also runs it into PostgreSQL.
 
-    .venv/bin/python bench/dmarc/run.py [--small 2000] [--medium 20000] [--large 100000] [--json]
+    .venv/bin/python bench/dmarc/run.py [--small 2000] [--medium 20000] [--large 100000]
+                                        [--repeat 3] [--json]
+
+Each tool runs ``--repeat`` times on the corpus, the small reports and the 20,000 records, and
+the median run is shown with every run's seconds (the large report once).
 
 parsedmarc is installed from the package index into bench/.work/parsedmarc-venv on first use
 and run with ``--offline`` (no DNS, no GeoIP downloads).
@@ -24,11 +28,12 @@ import sys
 import tempfile
 import uuid
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
-from common import measure  # noqa: E402  (bench/ is not a package)
+from common import measure, median  # noqa: E402  (bench/ is not a package)
 
 WORK = REPO / "bench" / ".work"
 SHARED = Path(os.environ.get("INBOXOPS_SHARED", REPO.parent / "shared"))
@@ -118,6 +123,12 @@ def run_inboxops(name: str, path: Path, db_url: str, *, per_record: bool) -> Run
     return Run(name, f"inboxops ({backend})", seconds, items, unit, rss, code in (0, 3))
 
 
+def run_fresh(name: str, path: Path, *, per_record: bool) -> Run:
+    """inboxops into a new SQLite database of its own."""
+    with tempfile.TemporaryDirectory(dir=WORK) as tmp:
+        return run_inboxops(name, path, f"sqlite:///{tmp}/bench.db", per_record=per_record)
+
+
 def run_parsedmarc(exe: Path, name: str, path: Path, *, per_record: bool) -> Run:
     out_dir = Path(tempfile.mkdtemp(prefix="parsedmarc-out-", dir=WORK))
     files = (
@@ -159,6 +170,12 @@ def main() -> int:
         action="store_true",
         help="Also run parsedmarc on the large report (slow: minutes).",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="Runs of each tool on each input (not the large report's); the median is shown.",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     wanted = set(args.only.split(","))
@@ -176,13 +193,14 @@ def main() -> int:
             "large": f"1 report, {args.large} records",
         }[name]
         per_record = name in ("medium", "large")
-        with tempfile.TemporaryDirectory(dir=WORK) as tmp:
-            db = f"sqlite:///{tmp}/bench.db"
-            runs.append(run_inboxops(label, inputs[name], db, per_record=per_record))
+        n = 1 if name == "large" else args.repeat
+
+        runs.append(median(n, partial(run_fresh, label, inputs[name], per_record=per_record)))
         if name == "large":
             runs.append(run_bare_iterparse(label, inputs[name]))
         if exe is not None and (name != "large" or args.parsedmarc_large):
-            runs.append(run_parsedmarc(exe, label, inputs[name], per_record=per_record))
+            parsed = partial(run_parsedmarc, exe, label, inputs[name], per_record=per_record)
+            runs.append(median(n, parsed))
     if "pg" in wanted:
         schema = f"bench_{uuid.uuid4().hex[:8]}"
         pg_schema("create", schema)
@@ -224,6 +242,9 @@ def report(runs: list[Run], startup: float, exe: Path | None, as_json: bool) -> 
             f"{r.input:<28} {r.tool:<24} {r.seconds:>8.2f} "
             f"{r.rate:>9.0f} {r.unit[:4]}/s {r.peak_rss_mib:>7.0f} MiB  {ratio}{flag}"
         )
+    for r in runs:
+        if r.note:
+            print(f"  {r.input}, {r.tool}: {r.note}")
     print(
         f"(`inboxops --help` wall time, best of 5: {startup * 1000:.0f} ms; "
         "every run above includes its start-up)"

@@ -33,14 +33,13 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
-from common import measure  # noqa: E402  (bench/ is not a package)
+from common import measure, median  # noqa: E402  (bench/ is not a package)
 
 WORK = REPO / "bench" / ".work" / "reputation"
 INBOXOPS = Path(sys.executable).parent / "inboxops"
@@ -140,16 +139,6 @@ def inboxops(name: str, path: Path, lines: int, args: list[str], db: str | None)
         if figures is not None:
             delivered = sum(int(f["delivered"]) for f in figures)
     return Run(name, path.name, lines, seconds, rss, delivered, code == 0, note)
-
-
-def median(repeat: int, run: Callable[[], Run]) -> Run:
-    """The run of median wall time out of ``repeat``: this machine's timing noise (up to a
-    third between identical runs) moves one run's figure more than most changes do."""
-    runs = sorted((run() for _ in range(max(repeat, 1))), key=lambda r: r.seconds)
-    chosen = runs[len(runs) // 2]
-    if repeat > 1:
-        chosen.note = f"median of {repeat} ({', '.join(f'{r.seconds:.2f}' for r in runs)} s)"
-    return chosen
 
 
 def fresh(db_file: Path) -> str:

@@ -236,17 +236,7 @@ class DatabaseSink:
         table; a copy whose key is taken (stored before, or earlier in this group) is compared
         with the stored one once the records before it are written."""
         results = [parsed.result("new") for parsed in group]
-        values = [
-            meta_values(
-                raw,
-                parsed.meta,
-                parsed.source,
-                sha256=parsed.sha256,
-                recovered=parsed.recovered,
-                counts=(result.records, result.messages, parsed.dropped),
-            )
-            for parsed, result in zip(group, results, strict=True)
-        ]
+        values = [_report_row(raw, p, r) for p, r in zip(group, results, strict=True)]
         ids = insert_reports(raw, values)
         pending = PendingRows()
         out: list[tuple[Parsed, AggregateResult | str]] = []
@@ -265,14 +255,7 @@ class DatabaseSink:
         """Parsed whole, the report's row is written final at once (counts, digest, repairs),
         then its records (a group written report by report, each in a savepoint)."""
         result = parsed.result("new")
-        values = meta_values(
-            raw,
-            parsed.meta,
-            parsed.source,
-            sha256=parsed.sha256,
-            recovered=parsed.recovered,
-            counts=(result.records, result.messages, parsed.dropped),
-        )
+        values = _report_row(raw, parsed, result)
         inserted = raw.one(INSERT_SQL, values)
         if inserted is None:
             return _resolve_conflict(raw, parsed, values)
@@ -445,6 +428,18 @@ def _write_records(raw: Raw, pk: int, parsed: Parsed) -> None:
         return
     for start in range(0, len(parsed.records), BATCH):
         write_records(raw, pk, start, parsed.records[start : start + BATCH])
+
+
+def _report_row(raw: Raw, parsed: Parsed, result: AggregateResult) -> list[Any]:
+    """The row of a report parsed whole, final at once: its counts, digest and repairs."""
+    return meta_values(
+        raw,
+        parsed.meta,
+        parsed.source,
+        sha256=parsed.sha256,
+        recovered=parsed.recovered,
+        counts=(result.records, result.messages, parsed.dropped),
+    )
 
 
 def _resolve_conflict(raw: Raw, parsed: Parsed, values: list[Any]) -> AggregateResult:

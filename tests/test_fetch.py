@@ -188,6 +188,21 @@ def test_seen_only_after_commit(dovecot: Dovecot, db_url: str) -> None:
     engine.dispose()
 
 
+def test_a_batch_of_mails_is_committed_once_then_flagged(dovecot: Dovecot, engine: Engine) -> None:
+    """A commit per mail was most of a backfill's database time: the small reports of a
+    batch go in one transaction, and the batch's mails are flagged after it."""
+    from sqlalchemy import event
+
+    dovecot.append_many([report_mail(n) for n in range(30)])
+    commits: list[int] = []
+    event.listen(engine, "commit", lambda _conn: commits.append(1))
+    stats = fetch_reports(dovecot.settings(), ingestor(engine), limits=BatchLimits(messages=10))
+    assert (stats.ingest.reports_new, stats.messages_flagged) == (30, 30)
+    assert len(commits) == 3  # one per batch of 10
+    assert all(SEEN in f for f in dovecot.flags().values())
+    assert count(engine, dmarc_reports) == 30
+
+
 def test_drop_between_fetch_and_store_reconnects(
     dovecot: Dovecot, imap_proxy: CuttingProxy, engine: Engine
 ) -> None:

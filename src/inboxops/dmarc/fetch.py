@@ -459,17 +459,26 @@ class _Run:
         log.info(
             "event=imap_batch messages=%d bytes=%d", len(batch), sum(map(len, bodies.values()))
         )
-        for uid in batch:
-            if uid in too_big:
-                self._refuse_unread(uid, self.sizes[uid])
-            raw = bodies.pop(uid, None)  # released as it goes: memory shrinks with the batch
-            if raw is not None:
-                self._ingest(uid, raw)
-            self.pending.popleft()
-            self.sizes.pop(uid, None)
-            self.done += 1
-            if self.progress is not None:
-                self.progress(self.done, self.total)
+        results: list[tuple[int, IngestStats]] = []
+        # The batch's small reports are written in one transaction at the end of the session
+        # (a commit per mail was most of a backfill's database time); the mails are counted,
+        # and flagged, only once it has committed.
+        with self.ingestor.sink.session():
+            for uid in batch:
+                source = f"imap:{self.imap.folder}/uid={uid}"
+                if uid in too_big:  # refused unread: quarantined at once
+                    log.warning("event=imap_oversize uid=%d bytes=%d", uid, self.sizes[uid])
+                    results.append((uid, self.ingestor.refuse_unread(source, self.sizes[uid])))
+                raw = bodies.pop(uid, None)  # released as it goes: memory shrinks with the batch
+                if raw is not None:
+                    results.append((uid, self.ingestor.ingest_bytes(raw, source, commit=False)))
+                self.pending.popleft()
+                self.sizes.pop(uid, None)
+                self.done += 1
+                if self.progress is not None:
+                    self.progress(self.done, self.total)
+        for uid, result in results:
+            self._account(uid, result)
         self.settle(session)
         return bool(self.pending)
 
@@ -500,17 +509,6 @@ class _Run:
             if gone:
                 self.pending = deque(uid for uid in self.pending if uid not in gone)
                 self.done += len(gone)
-
-    def _refuse_unread(self, uid: int, size: int) -> None:
-        """A message over ``max_input_bytes`` by its RFC822.SIZE: quarantined (reason and
-        size, no bytes) and flagged like any refused input, without downloading it."""
-        source = f"imap:{self.imap.folder}/uid={uid}"
-        log.warning("event=imap_oversize uid=%d bytes=%d", uid, size)
-        self._account(uid, self.ingestor.refuse_unread(source, size))
-
-    def _ingest(self, uid: int, raw: bytes) -> None:
-        source = f"imap:{self.imap.folder}/uid={uid}"
-        self._account(uid, self.ingestor.ingest_bytes(raw, source))  # committed on return
 
     def _account(self, uid: int, result: IngestStats) -> None:
         self.stats.messages_seen += 1

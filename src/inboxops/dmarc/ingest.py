@@ -124,8 +124,12 @@ class Ingestor:
 
     # -- entry points -------------------------------------------------------------------------
 
-    def ingest_bytes(self, data: bytes, source: str) -> IngestStats:
+    def ingest_bytes(self, data: bytes, source: str, *, commit: bool = True) -> IngestStats:
         """One mail's (or blob's) bytes; every report in it is committed before returning.
+
+        Without ``commit``, inside the sink's :meth:`~inboxops.dmarc.store.Sink.session` (a
+        batch of mails), its small reports wait for the session's end with the others, and
+        the returned stats are complete only once the session has ended.
 
         Content alone decides here: ordinary mail in a mailbox is "not a report".
         """
@@ -134,7 +138,8 @@ class Ingestor:
             self._refuse(stats, source, self._too_big(len(data)), data, len(data))
             return stats
         self._run(stats, io.BytesIO(data), source, lambda: data, len(data), named_like=False)
-        self.sink.flush()
+        if commit:
+            self.sink.flush()
         return stats
 
     def refuse_unread(self, source: str, size: int) -> IngestStats:

@@ -476,8 +476,11 @@ class PostfixFleet:
             if not busy and not waiting and time.monotonic() - since >= quiet:
                 return queued
             if time.monotonic() > deadline:
-                if strict:
-                    raise TimeoutError(f"Postfix not settled: busy={busy} retrying={waiting}")
+                if strict:  # with the log's last lines: the cause is there, if anywhere
+                    tail = "\n".join(self.log_text().splitlines()[-25:])
+                    raise TimeoutError(
+                        f"Postfix not settled: busy={busy} retrying={waiting}\n{tail}"
+                    )
                 return queued
             time.sleep(0.05)
 

@@ -26,7 +26,7 @@ import os
 import queue
 from collections.abc import Iterator
 from dataclasses import astuple, dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -219,13 +219,14 @@ class Readers:
         parts: int,
         *,
         tz: Any,
-        ref: datetime,
         exclusions: Exclusions,
         classifier: Classifier,
         pg: bool = False,
         aggregate: str | None = None,
     ) -> None:
         self.path, self.pg, self.aggregate = path, pg, aggregate
+        # a stamp without a year is read against the file's time, as a one-process read does
+        ref = datetime.fromtimestamp(path.stat().st_mtime, UTC)
         self._tz, self._ref, self._exclusions, self._classifier = tz, ref, exclusions, classifier
         ctx = mp.get_context("fork")  # the workers inherit the classifier; nothing is pickled in
         self._q = ctx.Queue(maxsize=QUEUE_DEPTH)

@@ -648,12 +648,17 @@ def test_readers_started_before_the_database_opens_give_the_same_figures(
     assert run(["--db", one, "reputation", "ingest", "--offline", str(path)])[0] == 0
     want = trend(one)
     monkeypatch.setattr(parallel, "MIN_BYTES", 0)
-    code, out, err = run(["--db", db_url, "reputation", "ingest", "--json", "--offline", str(path)])
+    code, out, err = run(
+        ["-v", "--db", db_url, "reputation", "ingest", "--json", "--offline", str(path)]
+    )
     assert code == 0, err
+    assert "event=log_readers_early" in err  # the readers started early were the ones used
     assert trend(db_url) == want
     assert out["new"] == sum(int(r["attempts"]) for r in want) > 1000  # type: ignore[index]
     monkeypatch.chdir(tmp_path)
-    assert run(["--db", "postgres-archive.db", "reputation", "ingest", str(path)])[0] == 0
+    code, _, err = run(["-v", "--db", "postgres-archive.db", "reputation", "ingest", str(path)])
+    assert code == 0, err
+    assert "event=log_readers_early" not in err  # staged for PostgreSQL: read again
     assert trend(f"sqlite:///{tmp_path / 'postgres-archive.db'}") == want
     assert not multiprocessing.active_children()
 

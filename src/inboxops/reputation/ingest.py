@@ -222,6 +222,7 @@ class ReputationIngestor:
     def _one(self, source: str) -> None:
         early, self._early = self._early, None
         if early is not None and early.path == Path(source):
+            log.info("event=log_readers_early source=%s", source)  # parsing since start-up
             self._parallel(Path(source), early)
             return
         if early is not None:

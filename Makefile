@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml requirements.lock setup.py src/inboxops/reputation/_scan.c src/inboxops/reputation/_scan_match.h src/inboxops/reputation/_scan_records.h
+$(STAMP): $(BIN)/python pyproject.toml requirements.lock setup.py src/inboxops/reputation/_scan.c src/inboxops/reputation/_scan_match.h src/inboxops/reputation/_scan_records.h src/inboxops/dmarc/_walk.c
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
@@ -22,13 +22,13 @@ demo: $(STAMP)
 services:
 	bash scripts/install-test-services.sh
 
-## test: install everything the tests need, run the whole suite, then the C scanner under ASan/UBSan
+## test: install everything the tests need, run the whole suite, then the C modules under ASan/UBSan
 test: $(STAMP) services
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
-	bash scripts/check-scan-sanitizers.sh $(BIN)/python
+	bash scripts/check-c-sanitizers.sh $(BIN)/python
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -10,12 +10,18 @@ callers that want objects.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 from typing import Any
 
 from inboxops.dmarc import align
 from inboxops.dmarc.model import AuthResult, Record, ReportMeta
 from inboxops.storage.text import clean_text
+
+try:  # the C walk (_walk.c), built by pip install; without it every record is read in Python
+    from inboxops.dmarc import _walk
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _walk = None  # type: ignore[assignment]
 
 _MAX_TEXT = 1024  # longest value we keep from one field; reports have no business exceeding it
 
@@ -303,3 +309,35 @@ def _reason(el: Any) -> tuple[str, str | None] | None:
     if not rtype and not comment:
         return None
     return rtype or "other", comment or None
+
+
+_PROBE = (
+    b"<record xmlns='urn:ietf:params:xml:ns:dmarc-2.0'><row><source_ip>[::ffff:192.0.2.1]"
+    b"</source_ip><count>007</count><policy_evaluated><disposition>None</disposition>"
+    b"<dkim>PASS</dkim><spf>fail</spf><reason><type>Forwarded</type><comment>via list"
+    b"</comment></reason></policy_evaluated></row><identifiers><header_from> Example.COM "
+    b"</header_from></identifiers><auth_results><dkim><domain>a.example</domain><selector>s1"
+    b"</selector><result>pass</result><human_result>ok</human_result></dkim><spf><domain>"
+    b"b.example</domain><scope>MFROM</scope><result>softfail</result></spf></auth_results>"
+    b"</record>"
+)
+
+
+def fast_reader(
+    element_type: type, parse: Callable[[bytes], Any]
+) -> Callable[[Any], RecordValues | None] | None:
+    """The C walk of a record (:mod:`inboxops.dmarc._walk`), when it is built and reads lxml's
+    elements as this module does: None otherwise, and every record is read by
+    :func:`record_values`.
+
+    The C walk returns a record's values, or None for any record it does not know completely
+    (then :func:`record_values` reads it). It reads libxml2's nodes through lxml's element
+    layout, so before it is trusted it must accept that layout and read a probe record exactly
+    as :func:`record_values` does.
+    """
+    if _walk is None or not _walk.bind(element_type):
+        return None
+    probe = parse(_PROBE)
+    if _walk.record(probe) != record_values(probe):
+        return None
+    return _walk.record

@@ -66,6 +66,7 @@ SENDER_DOMAIN = "example.net"  # ours: its MX is a simulator that accepts everyt
 INSTANCES = {"out05": "127.0.0.5", "out07": "127.0.0.7"}  # instance -> smtp_bind_address
 MX_BASE = 20  # MX hosts live on 127.0.0.20, .21, ...
 QUIET = 0.25  # seconds without a new log line before the log counts as written
+STALLED = 3.0  # seconds a message may sit in incoming with the log still before qmgr is woken
 BUSY_QUEUES = ("maildrop", "incoming", "active")  # deferred and hold count as settled
 
 MAIN_CF = """\
@@ -258,6 +259,11 @@ class PostfixInstance:
     def flush(self) -> None:
         """``postqueue -f``: retry every deferred message now, and forget dead destinations."""
         _run(_tool("postqueue"), "-c", str(self.config_dir), "-f")
+
+    def kick(self) -> None:
+        """Wake qmgr to scan ``incoming``: a trigger sent while it restarted (a reload) is
+        lost, and this qmgr wakes by itself only every 300 s (master.cf)."""
+        _run(_tool("postkick"), "-c", str(self.config_dir), "public", "qmgr", "I", check=False)
 
     def delete_all(self) -> None:
         _run(_tool("postsuper"), "-c", str(self.config_dir), "-d", "ALL", check=False)
@@ -475,6 +481,10 @@ class PostfixFleet:
                 size, since = now_size, time.monotonic()
             if not busy and not waiting and time.monotonic() - since >= quiet:
                 return queued
+            if time.monotonic() - since >= STALLED:  # mail waits, the log is still: wake qmgr
+                for name in {m.instance for m in busy if m.queue_name == "incoming"}:
+                    self.instances[name].kick()
+                since = time.monotonic()
             if time.monotonic() > deadline:
                 if strict:  # with the log's last lines: the cause is there, if anywhere
                     tail = "\n".join(self.log_text().splitlines()[-25:])

@@ -270,6 +270,46 @@ def test_retries_and_expiries_count_the_same_whatever_order_the_files_come_in(
     assert by[("2026-11-10", "yahoo")]["pending"] == 0
 
 
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_a_reused_queue_ids_later_expiry_does_not_move_an_earlier_one(
+    db_url: str, tmp_path: Path, order: tuple[int, ...]
+) -> None:
+    """Postfix reused a queue id after the first message expired, and the second message
+    expired too: the first message's recipient expired when the first message did (the
+    earliest expiry at or after its last attempt), not when the second did."""
+    t0 = datetime(2026, 11, 10, 9, tzinfo=UTC)
+    day = timedelta(days=1)
+    qid = "D9E3F4A5B6C"
+    logs = [Log(), Log()]
+
+    def expiry(log: Log, when: datetime) -> None:
+        log.raw(
+            f"{log.stamp(when)} out05 postfix-out05/qmgr[102]: {qid}: "
+            "from=<news@example.net>, status=expired, returned to sender"
+        )
+
+    logs[0].message(t0, "first@yahoo.com", THROTTLE, qid=qid)
+    expiry(logs[0], t0 + 2 * day)
+    logs[1].message(t0 + 8 * day, "second@gmail.com", THROTTLE, qid=qid)
+    expiry(logs[1], t0 + 11 * day)
+    paths = [log.write(tmp_path / f"mail.log.{i}") for i, log in enumerate(logs)]
+    for i in order:
+        code, _, err = run(["--db", db_url, "reputation", "ingest", str(paths[i])])
+        assert code == 0, err
+    expired = {(r["date"], r["operator"]) for r in trend(db_url) if int(r["expired"])}
+    assert expired == {("2026-11-12", "yahoo"), ("2026-11-21", "google")}
+    # the in-memory aggregator (--dry-run) counts by the same rule
+    from inboxops.config import ReputationSettings
+    from inboxops.operators.classify import Classifier
+    from inboxops.reputation.ingest import ReputationIngestor
+
+    ingestor = ReputationIngestor(ReputationSettings(), None, Classifier())
+    ingestor.ingest([str(paths[i]) for i in order])
+    assert ingestor.aggregator is not None
+    figures = ingestor.aggregator.figures()
+    assert {(str(k[0]), k[2]) for k, f in figures.items() if f.expired} == expired
+
+
 def test_relay_none_attempts_take_the_operator_from_the_domains_mx(
     dns_server: DnsServer, sqlite_url: str, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ reader hands over its :class:`Partial`, and :meth:`Aggregator.merge` joins them 
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -55,7 +56,8 @@ class Partial:
     # every sent or bounced attempt, and each recipient whose latest attempt is a deferral
     # (pending), kept up to date as rows come
     outcomes: Counter[Outcome] = field(default_factory=Counter)
-    expiries: dict[QueueKey, float] = field(default_factory=dict)
+    # every expiry of each queue: a reused queue id can carry several (see figures())
+    expiries: dict[QueueKey, list[float]] = field(default_factory=dict)
     notices: set[tuple[str, str]] = field(default_factory=set)
     unsure: list[Row] = field(default_factory=list)
 
@@ -95,8 +97,7 @@ class Aggregator:
         state.notices.update((scope, qid) for scope, qid, _ in batch.notices)
         expiries = state.expiries
         for scope, qid, ts in batch.expiries:
-            queue = hash((scope, qid))
-            expiries[queue] = max(ts, expiries.get(queue, ts))
+            expiries.setdefault(hash((scope, qid)), []).append(ts)
         sure = [r for r in batch.rows if r.sender_known]
         if len(sure) < len(batch.rows):
             state.unsure.extend(r for r in batch.rows if not r.sender_known)
@@ -135,8 +136,8 @@ class Aggregator:
         last.update(keep)
         outcomes.update(theirs)
         expiries = state.expiries
-        for queue, ts in other.expiries.items():
-            expiries[queue] = max(ts, expiries.get(queue, ts))
+        for queue, times in other.expiries.items():
+            expiries.setdefault(queue, []).extend(times)
         state.notices |= other.notices
         state.unsure.extend(other.unsure)
 
@@ -198,17 +199,22 @@ class Aggregator:
             copy.recipients = len(recipients)
             out[key] = copy
         # A pending recipient whose message expired at or after its last attempt counts as
-        # expired, on the day of the expiry.
+        # expired, on the day of the first such expiry (a later one is a reused queue id's).
         outcomes = Counter(state.outcomes)
         expiries, days, day_of = state.expiries, self._days, self._day
+        for times in expiries.values():
+            times.sort()
         for ts, final, status, key, queue in state.last.values() if expiries else ():
             if final:
                 continue
-            expiry = expiries.get(queue)
-            if expiry is not None and expiry >= ts:
-                outcomes[(key, status)] -= 1
-                day = days.get(expiry // 86400) or day_of(expiry)
-                outcomes[((day, key[1], key[2], key[3]), "expired")] += 1
+            times = expiries.get(queue)
+            at = bisect_left(times, ts) if times else 0  # the first at or after the attempt
+            if not times or at == len(times):
+                continue
+            expiry = times[at]
+            outcomes[(key, status)] -= 1
+            day = days.get(expiry // 86400) or day_of(expiry)
+            outcomes[((day, key[1], key[2], key[3]), "expired")] += 1
         for (key, status), n in outcomes.items():
             if not n:
                 continue

@@ -132,12 +132,17 @@ _DIRTY_FROM_EXPIRY = [
     f"INSERT INTO rep_dirty_days (day) SELECT DISTINCT e.day {_EXPIRABLE} "
     "ON CONFLICT (day) DO NOTHING",
 ]
-_EXPIRE_SQL = """
-UPDATE rep_recipients SET status = 'expired', last_ts = e.ts, final_day = e.day
-FROM rep_expiries e
-WHERE e.scope = rep_recipients.scope AND e.queue_id = rep_recipients.queue_id
-  AND rep_recipients.status = 'deferred' AND e.ts >= rep_recipients.last_ts
-  AND (rep_recipients.scope, rep_recipients.queue_id) IN (SELECT scope, queue_id FROM rep_expq)
+# The expiry that applies is the first at or after the last attempt: a queue id Postfix reused
+# can carry a later message's expiry too (an UPDATE ... FROM would take either).
+_FIRST_EXPIRY = """(SELECT e.{column} FROM rep_expiries e
+    WHERE e.scope = rep_recipients.scope AND e.queue_id = rep_recipients.queue_id
+      AND e.ts >= rep_recipients.last_ts
+    ORDER BY e.ts LIMIT 1)"""
+_EXPIRE_SQL = f"""
+UPDATE rep_recipients SET status = 'expired',
+    last_ts = {_FIRST_EXPIRY.format(column="ts")}, final_day = {_FIRST_EXPIRY.format(column="day")}
+WHERE status = 'deferred' AND (scope, queue_id) IN (SELECT scope, queue_id FROM rep_expq)
+  AND EXISTS {_FIRST_EXPIRY.format(column="ts")}
 """
 _TEMP_TABLES = ("rep_stage", "rep_keys", "rep_follow", "rep_expq", "rep_noticeq")
 

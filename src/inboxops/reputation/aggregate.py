@@ -202,14 +202,15 @@ class Aggregator:
         # expired, on the day of the first such expiry (a later one is a reused queue id's).
         outcomes = Counter(state.outcomes)
         expiries, days, day_of = state.expiries, self._days, self._day
-        for times in expiries.values():
-            times.sort()
+        for each in expiries.values():
+            each.sort()
+        none: list[float] = []
         for ts, final, status, key, queue in state.last.values() if expiries else ():
             if final:
                 continue
-            times = expiries.get(queue)
-            at = bisect_left(times, ts) if times else 0  # the first at or after the attempt
-            if not times or at == len(times):
+            times = expiries.get(queue, none)
+            at = bisect_left(times, ts)  # the first expiry at or after the last attempt
+            if at == len(times):
                 continue
             expiry = times[at]
             outcomes[(key, status)] -= 1

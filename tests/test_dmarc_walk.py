@@ -21,7 +21,7 @@ from inboxops.config import Limits
 from inboxops.demo.generate import generate_large_report, generate_reports
 from inboxops.dmarc import parse as parse_module
 from inboxops.dmarc import records as records_module
-from inboxops.dmarc.parse import ACCELERATED, AggregateParser
+from inboxops.dmarc.parse import ACCELERATED, PARSER_OPTIONS, AggregateParser
 from inboxops.dmarc.records import fast_reader, record_values
 from inboxops.dmarc.unpack import Unpacker
 
@@ -31,15 +31,7 @@ needs_walk = pytest.mark.skipif(
 )
 
 # The parser's own settings (parse.AggregateParser): what the walk meets in a real import.
-PARSER = etree.XMLParser(
-    recover=True,
-    resolve_entities=False,
-    load_dtd=False,
-    no_network=True,
-    huge_tree=False,
-    remove_comments=True,
-    remove_pis=True,
-)
+PARSER = etree.XMLParser(**PARSER_OPTIONS)
 
 
 def walk(el: Any) -> Any:

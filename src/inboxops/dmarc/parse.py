@@ -53,6 +53,16 @@ _HOSTILE_MARKERS = ("ERR_RESOURCE_LIMIT", "Excessive depth", "Huge input", "xmlS
 MAX_KEY = 1024  # longest org_name / report_id accepted: longer is refused, never cut
 RECOVERED = "recovered from malformed XML"
 _MAX_PENDING = 20_000  # records buffered while waiting for late metadata
+PARSER_OPTIONS: Final[dict[str, Any]] = {
+    "recover": True,  # the reporters' broken XML, repairs noted in the report's errors
+    "resolve_entities": False,  # with load_dtd and no_network: no entity is expanded or fetched
+    "load_dtd": False,
+    "no_network": True,
+    "huge_tree": False,  # libxml2's depth and text-size limits stay on
+    "remove_comments": True,
+    "remove_pis": True,
+}
+"""How every aggregate report is parsed (the options lxml's parsers take)."""
 FAST_RECORD = fast_reader(etree._Element, etree.fromstring)
 """The C walk of a record (records.fast_reader), or None where it was not built."""
 ACCELERATED: Final = FAST_RECORD is not None
@@ -139,16 +149,7 @@ class AggregateParser:
         self.seen = 0
         self._reader = _HashingReader(stream)
         self._context: Any = etree.iterparse(
-            self._reader,
-            events=("end",),
-            tag=_TAGS,
-            recover=True,
-            resolve_entities=False,
-            load_dtd=False,
-            no_network=True,
-            huge_tree=False,
-            remove_comments=True,
-            remove_pis=True,
+            self._reader, events=("end",), tag=_TAGS, **PARSER_OPTIONS
         )
         self._events: Iterator[tuple[str, Any]] = iter(self._context)
         self._meta: ReportMeta | None = None

@@ -69,8 +69,14 @@ def median(repeat: int, run: Callable[[], T]) -> T:
     """The run of median wall time out of ``repeat``: this machine's timing noise (up to a
     third between identical runs, twice that from hour to hour) moves one run's figure more
     than most changes do. Its note lists every run's seconds."""
-    runs = sorted((run() for _ in range(max(repeat, 1))), key=lambda r: r.seconds)
-    chosen = runs[len(runs) // 2]
-    if repeat > 1:
-        chosen.note = f"median of {repeat} ({', '.join(f'{r.seconds:.2f}' for r in runs)} s)"
+    return median_of([run() for _ in range(max(repeat, 1))])
+
+
+def median_of(runs: list[T]) -> T:
+    """The run of median wall time out of runs already made (see :func:`median`)."""
+    ordered = sorted(runs, key=lambda r: r.seconds)
+    chosen = ordered[len(ordered) // 2]
+    if len(ordered) > 1:
+        seconds = ", ".join(f"{r.seconds:.2f}" for r in ordered)
+        chosen.note = f"median of {len(ordered)} ({seconds} s)"
     return chosen

@@ -35,7 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
-from common import measure, median  # noqa: E402  (bench/ is not a package)
+from common import measure, median, median_of  # noqa: E402  (bench/ is not a package)
 
 WORK = REPO / "bench" / ".work"
 SHARED = Path(os.environ.get("INBOXOPS_SHARED", REPO.parent / "shared"))
@@ -158,7 +158,7 @@ def median_pairs(repeat: int, first: Callable[[], Run], second: Callable[[], Run
     for _ in range(max(repeat, 1)):
         a.append(first())
         b.append(second())
-    return [median(len(a), iter(a).__next__), median(len(b), iter(b).__next__)]
+    return [median_of(a), median_of(b)]
 
 
 def pg_schema(action: str, schema: str) -> None:

@@ -58,7 +58,7 @@ typedef struct {
 #define FAIL -1  /* a Python error is set */
 
 static PyTypeObject *element_type = NULL;
-static PyObject *s_dkim, *s_spf, *s_other;
+static PyObject *s_dkim, *s_spf, *s_other, *s_empty;
 
 /* A text as read: where it is, how long. */
 typedef struct {
@@ -341,15 +341,14 @@ static int auth(const Node *a, PyObject *method, Rec *r) {
             rc = field(c, &human, MAX_TEXT, 0, 1, r->buf);
     }
     if (rc == OK && result && PyUnicode_GET_LENGTH(result) > 0) {
-        PyObject *empty = domain ? NULL : PyUnicode_New(0, 127);
-        PyObject *values = PyTuple_Pack(6, method, domain ? domain : empty, selector ? selector : Py_None,
-                                        result, scope ? scope : Py_None, human ? human : Py_None);
+        PyObject *values = PyTuple_Pack(6, method, domain ? domain : s_empty,
+                                        selector ? selector : Py_None, result,
+                                        scope ? scope : Py_None, human ? human : Py_None);
         if (!r->auth && !(r->auth = PyList_New(0)))
             rc = FAIL;
         else if (!values || PyList_Append(r->auth, values) < 0)
             rc = FAIL;
         Py_XDECREF(values);
-        Py_XDECREF(empty);
     }
     Py_XDECREF(domain);
     Py_XDECREF(result);
@@ -471,7 +470,8 @@ PyMODINIT_FUNC PyInit__walk(void) {
     s_dkim = PyUnicode_InternFromString("dkim");
     s_spf = PyUnicode_InternFromString("spf");
     s_other = PyUnicode_InternFromString("other");
-    if (!s_dkim || !s_spf || !s_other)
+    s_empty = PyUnicode_InternFromString("");
+    if (!s_dkim || !s_spf || !s_other || !s_empty)
         return NULL;
     return PyModule_Create(&module_def);
 }

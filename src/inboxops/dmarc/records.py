@@ -20,7 +20,7 @@ from inboxops.storage.text import clean_text
 
 try:  # the C walk (_walk.c), built by pip install; without it every record is read in Python
     from inboxops.dmarc import _walk
-except ImportError:  # pragma: no cover - a build without a C compiler
+except ImportError:  # a build without a C compiler
     _walk = None  # type: ignore[assignment]
 
 _MAX_TEXT = 1024  # longest value we keep from one field; reports have no business exceeding it

@@ -18,6 +18,7 @@ from inboxops.storage.db import (
     make_engine,
     open_database,
     upgrade,
+    write_transaction,
 )
 from inboxops.storage.models import metadata
 from inboxops.storage.url import parse_database_url
@@ -330,3 +331,41 @@ def test_0007_gives_stored_attempts_their_message_and_keeps_the_figures(db_url: 
     engine.dispose()
     assert [tuple(r) for r in back] == [(digest64(f"{scope} Q2 c@x.example"), "bounced")]
     assert "qkey" not in columns
+
+
+def test_an_image_is_attached_for_one_transaction_and_each_time_afresh(tmp_path: Path) -> None:
+    """``write_transaction(images=...)``: a serialized SQLite database is readable and
+    writable in the transaction, gone after it (commit or failure), and the same bytes attach
+    again unchanged: a retried transaction starts from the image as it was sent."""
+    import sqlite3
+
+    source = sqlite3.connect(":memory:")
+    source.execute("CREATE TABLE stage (n)")
+    source.executemany("INSERT INTO stage VALUES (?)", [(1,), (2,), (3,)])
+    source.commit()
+    data = source.serialize()
+    engine = open_database(f"sqlite:///{tmp_path / 'images.db'}")
+    with write_transaction(engine) as conn:
+        conn.exec_driver_sql("CREATE TABLE kept (n)")
+
+    def names(conn: object) -> set[str]:
+        rows = conn.exec_driver_sql("PRAGMA database_list").all()  # type: ignore[attr-defined]
+        return {r[1] for r in rows}
+
+    with write_transaction(engine, {"img": data}) as conn:
+        conn.exec_driver_sql("DELETE FROM img.stage WHERE n = 2")
+        conn.exec_driver_sql("INSERT INTO kept SELECT n FROM img.stage")
+
+    def fail() -> None:
+        with write_transaction(engine, {"img": data}) as conn:
+            conn.exec_driver_sql("INSERT INTO kept SELECT n FROM img.stage")
+            raise RuntimeError("a failure mid-transaction")
+
+    with pytest.raises(RuntimeError):
+        fail()
+    with write_transaction(engine, {"img": data}) as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM img.stage").scalar() == 3
+    with engine.connect() as conn:
+        assert "img" not in names(conn)
+        assert [r[0] for r in conn.exec_driver_sql("SELECT n FROM kept ORDER BY n")] == [1, 3]
+    engine.dispose()

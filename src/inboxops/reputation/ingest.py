@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # a dry run needs no database: SQLAlchemy stays unimported
 log = logging.getLogger(__name__)
 
 BATCH = 50_000  # attempts per write transaction
+MAX_IMAGES = 8  # readers' database images in one transaction (SQLite attaches at most 10)
 UNDECIDED = "unknown"  # a dry run's operator for relay=none attempts (no MX lookups)
 STDIN = "-"
 
@@ -139,6 +140,7 @@ def start_reading(
         exclusions=Exclusions(settings.internal_domains, settings.probe_prefixes),
         classifier=classifier,
         pg=pg,
+        images=not pg,
     )
 
 
@@ -260,6 +262,7 @@ class ReputationIngestor:
             exclusions=self.collector.exclusions,
             classifier=self.classifier,
             pg=self.store is not None and self.store.engine.dialect.name == "postgresql",
+            images=self.store is not None and self.store.engine.dialect.name == "sqlite",
             aggregate=UNDECIDED if self.aggregator is not None else None,
         )
 
@@ -278,13 +281,13 @@ class ReputationIngestor:
                 self.result.new += item.rows
                 self.result.expiries += item.expiries
             else:
-                if pending.rows and len(pending.rows) + len(item.rows) > self.batch:
+                if pending.size and (
+                    pending.size + item.size > self.batch or len(pending.images) == MAX_IMAGES
+                ):
                     self._write(pending)  # at most ``batch`` rows in memory, as when sequential
                     pending = StagedBatch()
-                pending.rows += item.rows
-                pending.expiries += item.expiries
-                pending.notices += item.notices
-        if pending.rows or pending.expiries or pending.notices:
+                pending.join(item)
+        if pending.size or pending.expiries or pending.notices:
             self._write(pending)
         log.info("event=log_read source=%s processes=%d", path, len(readers.ranges))
 

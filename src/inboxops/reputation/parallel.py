@@ -5,7 +5,9 @@ Parsing is the bulk of an ingest and is independent line by line, so a plain fil
 collects its range (:mod:`~inboxops.reputation.collect`) and sends batches of rows back through
 a bounded queue (back-pressure: a slow database makes the workers wait, memory stays flat).
 The parent writes the batches, in whatever order they come: the store is order-independent by
-design (notices and expiries apply to attempts stored before or after them). A dry run has
+design (notices and expiries apply to attempts stored before or after them). For a SQLite store
+(``images``) a worker sends its rows as a database image (:mod:`.image`), which the parent
+moves into its database without touching each value in Python. A dry run has
 nothing to write, so each range is aggregated where it is read (the first in the parent itself,
 which has no database to look after) into one :class:`~inboxops.reputation.aggregate.Partial`;
 the parent merges them in range order, and the in-memory aggregator resolves a notice that lies
@@ -31,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from inboxops.operators.classify import Classifier
+from inboxops.reputation import image
 from inboxops.reputation.aggregate import Aggregator, Partial
 from inboxops.reputation.collect import (
+    Batch,
     Collector,
     Excluded,
     Exclusions,
@@ -148,6 +152,12 @@ def _count(
     return Counted(index, agg.partial(), rows, expiries)
 
 
+def _batches(collector: Collector, records: Iterator[Any]) -> Iterator[Batch]:
+    """The collector's batches of a range, then the rest it holds at the range's end."""
+    yield from collector.run(records, SEND_EVERY)
+    yield collector.take()
+
+
 def _work(
     path: str,
     index: int,
@@ -158,6 +168,7 @@ def _work(
     exclusions: Exclusions,
     classifier: Classifier,
     pg: bool,
+    images: bool,
     aggregate: str | None,
     q: Any,
     parent: int,
@@ -169,10 +180,11 @@ def _work(
         records = parser.records_of_text(_blocks(Path(path), start, end), ref=ref)
         if aggregate is None:  # the rows go to the store: staged here, off its process
             stager = Stager(pg=pg, seq=index << SEQ_BITS)  # each range numbered apart
-            for batch in collector.run(records, SEND_EVERY):
-                _put(q, ("batch", stager.stage(batch.rows), batch.expiries, batch.notices), parent)
-            batch = collector.take()  # the rest
-            _put(q, ("batch", stager.stage(batch.rows), batch.expiries, batch.notices), parent)
+            for batch in _batches(collector, records):
+                rows = stager.stage(batch.rows)
+                built = [image.build(rows)] if images and rows else []
+                message = ("batch", [] if built else rows, batch.expiries, batch.notices, built)
+                _put(q, message, parent)
         else:
             counted = _count(parser, collector, records, index, aggregate)
             unsure = _pack(counted.partial.unsure)
@@ -211,7 +223,8 @@ class Readers:
     """One file's reader processes, started at construction: :meth:`items` reads what they
     send. The ingest command starts them before it opens the database, so they parse while
     that process imports and checks its database layer. (With ``aggregate`` the first range is
-    counted by the process that calls :meth:`items`.)"""
+    counted by the process that calls :meth:`items`.) ``images``: the rows go to a SQLite
+    store, as database images where this Python can make them."""
 
     def __init__(
         self,
@@ -222,9 +235,11 @@ class Readers:
         exclusions: Exclusions,
         classifier: Classifier,
         pg: bool = False,
+        images: bool = False,
         aggregate: str | None = None,
     ) -> None:
         self.path, self.pg, self.aggregate = path, pg, aggregate
+        self.images = images and not pg and aggregate is None and image.SUPPORTED
         # a stamp without a year is read against the file's time, as a one-process read does
         ref = datetime.fromtimestamp(path.stat().st_mtime, UTC)
         self._tz, self._ref, self._exclusions, self._classifier = tz, ref, exclusions, classifier
@@ -241,7 +256,7 @@ class Readers:
                 args=(
                     str(path),
                     *(i, a, b),
-                    *(tz, ref, exclusions, classifier, pg, aggregate, self._q, me),
+                    *(tz, ref, exclusions, classifier, pg, self.images, aggregate, self._q, me),
                 ),
                 daemon=True,
             )
@@ -273,8 +288,8 @@ class Readers:
                 message = q.get()
                 kind = message[0]
                 if kind == "batch":
-                    _, rows, expiries, notices = message
-                    yield StagedBatch(rows, expiries, notices)
+                    _, rows, expiries, notices, images = message
+                    yield StagedBatch(rows, expiries, notices, images)
                 elif kind == "partial":
                     _, one, unsure = message
                     one.partial.unsure = [Row(*r) for r in unsure]

@@ -47,12 +47,38 @@ Staged = tuple[Any, ...]
 
 
 @dataclass
+class StagedImage:
+    """Staged rows as an SQLite database image (:mod:`.image`), with what the store decides
+    from before it writes them."""
+
+    data: bytes
+    rows: int
+    # (fp, seq, scope, queue id, time) of the rows whose message's sender was not seen: the
+    # store drops those of notices
+    unknown: list[tuple[int, int, str, str, float]] = field(default_factory=list)
+    undecided: list[str] = field(default_factory=list)  # domains whose MX decides the operator
+
+
+@dataclass
 class StagedBatch:
-    """A :class:`~inboxops.reputation.collect.Batch` whose rows are staged."""
+    """A :class:`~inboxops.reputation.collect.Batch` whose rows are staged: as tuples, or in
+    database images a reader built for a SQLite store."""
 
     rows: list[Staged] = field(default_factory=list)
     expiries: list[tuple[str, str, float]] = field(default_factory=list)  # scope, qid, ts
     notices: list[tuple[str, str, float]] = field(default_factory=list)  # scope, qid, ts
+    images: list[StagedImage] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        """Rows staged, in tuples and images."""
+        return len(self.rows) + sum(i.rows for i in self.images)
+
+    def join(self, other: StagedBatch) -> None:
+        self.rows += other.rows
+        self.images += other.images
+        self.expiries += other.expiries
+        self.notices += other.notices
 
 
 class Stager:
@@ -140,5 +166,6 @@ __all__ = [
     "TS",
     "Staged",
     "StagedBatch",
+    "StagedImage",
     "Stager",
 ]

@@ -37,6 +37,7 @@ from inboxops.reputation.staging import (
     TS,
     Staged,
     StagedBatch,
+    StagedImage,
     Stager,
 )
 from inboxops.storage.db import database_errors, retrying, write_transaction
@@ -144,7 +145,35 @@ UPDATE rep_recipients SET status = 'expired',
 WHERE status = 'deferred' AND (scope, queue_id) IN (SELECT scope, queue_id FROM rep_expq)
   AND EXISTS {_FIRST_EXPIRY.format(column="ts")}
 """
-_TEMP_TABLES = ("rep_stage", "rep_keys", "rep_follow", "rep_expq", "rep_noticeq")
+# A reader's database image (:mod:`.image`), attached as ``{image}`` for the transaction: what
+# the Python rows go through in Python, it goes through in SQL.
+_IMAGE_DROP = "DELETE FROM {image}.stage WHERE fp = ? AND seq = ?"
+_IMAGE_DECIDE = (
+    "UPDATE {image}.stage SET operator = ?, segment = ? WHERE domain = ? AND operator = ?"
+)
+_IMAGE_CLOSED = "DELETE FROM {image}.stage WHERE day < ?"
+_IMAGE_ATTEMPTS = (  # the image's key is (fp, seq): already in key order, no sort
+    f"INSERT INTO rep_attempts ({_ATTEMPT_COLS}) SELECT {_ATTEMPT_COLS} FROM {{image}}.stage "
+    "WHERE true ORDER BY fp ON CONFLICT (fp) DO NOTHING"
+)
+_IMAGE_DIRTY = (
+    "INSERT INTO rep_dirty_days (day) SELECT DISTINCT day FROM {image}.stage WHERE true "
+    "ON CONFLICT (day) DO NOTHING"
+)
+# The rows _follow needs from an image: every row of a recipient deferred anywhere in this
+# batch (rep_deferred) or followed already; the rest are delivered or bounced at once.
+_DEFERRED_DDL = "CREATE TEMP TABLE rep_deferred (rkey BIGINT PRIMARY KEY)"
+_DEFERRED_ADD = "INSERT OR IGNORE INTO rep_deferred (rkey) VALUES (?)"
+_IMAGE_DEFERRED = (
+    "INSERT OR IGNORE INTO rep_deferred (rkey) SELECT rkey FROM {image}.stage "
+    "WHERE status = 'deferred'"
+)
+_IMAGE_CANDIDATES = (
+    f"SELECT {', '.join(STAGE_COLS)} FROM {{image}}.stage s "
+    "WHERE s.rkey IN (SELECT rkey FROM rep_deferred) "
+    "OR EXISTS (SELECT 1 FROM rep_recipients r WHERE r.rkey = s.rkey)"
+)
+_TEMP_TABLES = ("rep_stage", "rep_keys", "rep_follow", "rep_expq", "rep_noticeq", "rep_deferred")
 
 COUNTERS = list(COUNTER_NAMES)  # rep_daily's counter columns, in Figures' order
 
@@ -241,20 +270,27 @@ class ReputationStore:
         return self.write_staged(staged)
 
     def write_staged(self, batch: StagedBatch) -> WriteResult:
-        """Write one batch of staged rows (:mod:`.staging`) in one transaction."""
+        """Write one batch of staged rows (:mod:`.staging`), tuples and images, in one
+        transaction."""
         result = WriteResult()
-        stage = self._decide_operators(self._drop_known_notices(batch.rows, result, batch.notices))
-        if not stage and not batch.expiries and not batch.notices:
+        notices = self._known_notices(batch)
+        stage = [r for r in batch.rows if r[SENDER_KNOWN] or not _is_notice(notices, r)]
+        plans = [_ImagePlan(i, notices) for i in batch.images]
+        result.notices = len(batch.rows) - len(stage) + sum(len(p.drop) for p in plans)
+        stage = self._decide_operators(stage, plans)
+        if not stage and not plans and not batch.expiries and not batch.notices:
             return result
+        images = {f"rep_image{i}": p.image.data for i, p in enumerate(plans)}
 
         def attempt() -> tuple[int, int, int]:
-            with write_transaction(self.engine) as conn:
+            with write_transaction(self.engine, images) as conn:
                 raw = locked(conn)
                 first = horizon_day(raw)  # read under the lock: a prune may just have run
                 kept, expiries = stage, batch.expiries
                 if first is not None:  # closed days are never reopened (reputation/prune.py)
                     kept = [r for r in stage if r[3] >= first]
                     expiries = [e for e in expiries if raw.day(_utc(e[2]).date()) >= first]
+                past = len(stage) - len(kept)
                 self._remember(raw, batch.notices, expiries)
                 ts_type = "TIMESTAMPTZ" if raw.pg else "TEXT"
                 try:
@@ -268,18 +304,24 @@ class ReputationStore:
                         ordered = sorted((r[:ATTEMPT_WIDTH] for r in kept), key=_first)
                         new = raw.executemany_count(_ATTEMPTS_DIRECT, ordered)
                     raw.executemany(_DIRTY_DAY, [(d,) for d in sorted({r[3] for r in kept})])
-                    queues = self._follow(raw, _latest(kept))
+                    for name, plan in zip(images, plans, strict=True):
+                        past += plan.apply(raw, name, first)
+                        new += raw.rowcount(_IMAGE_ATTEMPTS.format(image=name), ())
+                        raw.run(_IMAGE_DIRTY.format(image=name), ())
+                    candidates = _image_candidates(raw, list(images), kept)
+                    queues = self._follow(raw, _latest(kept + candidates))
                     self._expire(raw, queues | {(s, q) for s, q, _ in expiries})
                 finally:
                     for table in _TEMP_TABLES:
                         raw.run(f"DROP TABLE IF EXISTS {table}", ())
-                return new, retracted, len(stage) - len(kept)
+                return new, retracted, past
 
         with database_errors(self.engine, "write"):
             result.new, retracted, result.past_retention = retrying(
                 attempt, what="reputation batch"
             )
-        result.known = len(stage) - result.new - result.past_retention
+        staged = len(stage) + sum(p.image.rows - len(p.drop) for p in plans)
+        result.known = staged - result.new - result.past_retention
         result.notices += retracted
         return result
 
@@ -379,24 +421,25 @@ class ReputationStore:
         raw.run(_RETRACT[3], ())
         return retracted
 
-    def _drop_known_notices(
-        self, rows: list[Staged], result: WriteResult, batch_notices: list[tuple[str, str, float]]
-    ) -> list[Staged]:
-        """Rows whose message's sender was not seen in this run: drop notices, whether seen
-        before (``rep_notices``) or in this very batch (a batch of a parallel read joins
-        ranges: a notice's ``from=<>`` line may lie in one, its attempts in another)."""
-        unknown = sorted({(r[15], r[16]) for r in rows if not r[SENDER_KNOWN]})
-        if not unknown:
-            return rows
+    def _known_notices(self, batch: StagedBatch) -> dict[tuple[str, str], list[datetime]]:
+        """When the messages of the batch's rows whose sender was not seen in this run were
+        notices, by (scope, queue id): seen before (``rep_notices``) or in this very batch (a
+        batch of a parallel read joins ranges: a notice's ``from=<>`` line may lie in one, its
+        attempts in another)."""
+        unknown = {(r[15], r[16]) for r in batch.rows if not r[SENDER_KNOWN]}
+        for image in batch.images:
+            unknown.update((scope, qid) for _, _, scope, qid, _ in image.unknown)
         notices: dict[tuple[str, str], list[datetime]] = {}
-        wanted = set(unknown)
-        for scope, qid, ts in batch_notices:
-            if (scope, qid) in wanted:
+        if not unknown:
+            return notices
+        for scope, qid, ts in batch.notices:
+            if (scope, qid) in unknown:
                 notices.setdefault((scope, qid), []).append(_utc(ts))
+        pairs = sorted(unknown)
         with database_errors(self.engine, "read"), self.engine.connect() as conn:
             raw = Raw(conn)
-            for i in range(0, len(unknown), _CHUNK):
-                chunk = unknown[i : i + _CHUNK]
+            for i in range(0, len(pairs), _CHUNK):
+                chunk = pairs[i : i + _CHUNK]
                 marks = ", ".join("(?, ?)" for _ in chunk)
                 params = [v for pair in chunk for v in pair]
                 for scope, qid, seen in raw.all(
@@ -405,23 +448,22 @@ class ReputationStore:
                     params,
                 ):
                     notices.setdefault((scope, qid), []).append(_aware(seen))
-        if not notices:
-            return rows
+        return notices
 
-        def notice(r: Staged) -> bool:  # the same queue id, near in time (ids are reused)
-            seen = notices.get((r[15], r[16]), ())
-            return any(abs(_utc(r[TS]) - when) <= NOTICE_SPAN for when in seen)
-
-        kept = [r for r in rows if r[SENDER_KNOWN] or not notice(r)]
-        result.notices = len(rows) - len(kept)
-        return kept
-
-    def _decide_operators(self, rows: list[Staged]) -> list[Staged]:
-        """Attempts without a relay host name: the recipient domain's MX decides."""
+    def _decide_operators(self, rows: list[Staged], plans: list[_ImagePlan]) -> list[Staged]:
+        """Attempts without a relay host name: the recipient domain's MX decides (looked up
+        here, before the write transaction takes the lock)."""
         undecided = {r[5] for r in rows if r[6] == NO_OPERATOR}
+        for plan in plans:
+            undecided.update(plan.image.undecided)
         if not undecided:
             return rows
         decided = self.domains.classify(undecided, offline=self.offline)
+        for plan in plans:
+            plan.decide = [
+                (decided[d].operator, decided[d].segment, d, NO_OPERATOR)
+                for d in plan.image.undecided
+            ]
         out = []
         for r in rows:
             if r[6] == NO_OPERATOR:
@@ -454,6 +496,53 @@ class ReputationStore:
 
 def _first(row: tuple[Any, ...]) -> Any:
     return row[0]
+
+
+def _is_notice(notices: dict[tuple[str, str], list[datetime]], row: Staged) -> bool:
+    return _near_notice(notices, row[15], row[16], row[TS])
+
+
+def _near_notice(
+    notices: dict[tuple[str, str], list[datetime]], scope: str, qid: str, ts: float
+) -> bool:
+    """A notice's message: the same queue id, near in time (short queue ids are reused)."""
+    seen = notices.get((scope, qid), ())
+    return any(abs(_utc(ts) - when) <= NOTICE_SPAN for when in seen)
+
+
+class _ImagePlan:
+    """What the store does to a reader's image (:mod:`.image`) before its rows are stored:
+    decided outside the write transaction, applied inside it."""
+
+    def __init__(self, image: StagedImage, notices: dict[tuple[str, str], list[datetime]]) -> None:
+        self.image = image
+        self.drop = [  # the rows of notices
+            (fp, seq)
+            for fp, seq, scope, qid, ts in image.unknown
+            if _near_notice(notices, scope, qid, ts)
+        ]
+        self.decide: list[tuple[str, str, str, str]] = []  # operator, segment, domain, NO_OP
+
+    def apply(self, raw: Raw, name: str, first: Any) -> int:
+        """Drop the notices' rows, set the operators the MX decided, and drop the rows of
+        days `reputation prune` closed: how many of those."""
+        raw.executemany(_IMAGE_DROP.format(image=name), self.drop)
+        raw.executemany(_IMAGE_DECIDE.format(image=name), self.decide)
+        if first is None:
+            return 0
+        return raw.rowcount(_IMAGE_CLOSED.format(image=name), (first,))
+
+
+def _image_candidates(raw: Raw, images: list[str], rows: list[Staged]) -> list[tuple[Any, ...]]:
+    """The images' rows :meth:`ReputationStore._follow` may need (see _IMAGE_CANDIDATES), in
+    the staged columns' order; the batch's other rows (``rows``) count as its own."""
+    if not images:
+        return []
+    raw.run(_DEFERRED_DDL, ())
+    raw.executemany(_DEFERRED_ADD, [(r[1],) for r in rows if r[11] == "deferred"])
+    for name in images:
+        raw.run(_IMAGE_DEFERRED.format(image=name), ())
+    return [c for name in images for c in raw.all(_IMAGE_CANDIDATES.format(image=name), ())]
 
 
 def _latest(stage: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -247,24 +247,49 @@ def read_rows(engine: Engine, *queries: Any, what: str) -> list[list[Any]]:
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
+def write_transaction(
+    engine: Engine, images: Mapping[str, bytes] | None = None
+) -> Iterator[Connection]:
     """One short write transaction; SQLite takes its write lock up front (BEGIN IMMEDIATE).
 
     A deferred SQLite transaction that reads before it writes fails at once ("database is
     locked", no busy wait) when another process committed in between; taking the lock first
     makes a concurrent writer *wait* (busy_timeout) instead.
+
+    ``images`` (SQLite only): in-memory databases to attach for the transaction, by schema
+    name, from their ``sqlite3`` serialized form. Each is a fresh copy (a retried transaction
+    sees them unchanged) and is detached once the transaction ends, before the connection goes
+    back to the pool (SQLite cannot detach inside a transaction).
     """
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.begin()
+        dbapi: Any = conn.connection.dbapi_connection
+        attached: list[str] = []
+        failed = False
         try:
-            yield conn
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
+            try:
+                for name, data in (images or {}).items():
+                    dbapi.execute(f"ATTACH DATABASE ':memory:' AS {name}")
+                    attached.append(name)
+                    dbapi.deserialize(data, name=name)
+                yield conn
+            except BaseException:
+                failed = True
+                conn.rollback()
+                raise
+            conn.commit()
+        finally:
+            for name in attached:
+                try:
+                    dbapi.execute(f"DETACH DATABASE {name}")
+                except sqlite3.Error:
+                    conn.invalidate()  # never back to the pool with an image attached
+                    if not failed:  # else the first error is the one to report
+                        raise
+                    break
 
 
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock not available

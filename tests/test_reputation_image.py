@@ -1,0 +1,156 @@
+"""Rows handed to the store as a reader's database image are stored exactly as the same rows
+handed over as tuples: attempts, recipients followed, notices, expiries, operators decided by
+MX, days closed by a prune, duplicates, and every count the ingest reports.
+
+The batches come from a generated fleet log cut into ranges, each read by its own parser and
+collector as a parallel read does, so a range's first attempts have no sender yet (notices of
+another range), and a recipient's retries fall into different ranges, batches and images. Both
+stores are written in the same order, several orders; then every reputation table must match.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import astuple
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from inboxops.config import Settings
+from inboxops.demo.maillog import FleetLog
+from inboxops.operators.classify import Classifier
+from inboxops.operators.domains import domain_classifier
+from inboxops.reputation import image
+from inboxops.reputation.collect import NO_OPERATOR, Collector, Exclusions
+from inboxops.reputation.parse import PostfixLogParser
+from inboxops.reputation.staging import Staged, StagedBatch, Stager
+from inboxops.reputation.store import ReputationStore, WriteResult
+from inboxops.storage.db import open_database, write_transaction
+
+pytestmark = pytest.mark.skipif(not image.SUPPORTED, reason="this sqlite3 cannot serialize")
+
+REF = datetime(2026, 11, 9, tzinfo=UTC)
+EXCLUSIONS = Exclusions(("int.example",), ("seed-",))
+TABLES = ("rep_attempts", "rep_recipients", "rep_expiries", "rep_notices", "rep_daily")
+RANGES = 40
+
+
+def _staged_batches() -> list[StagedBatch]:
+    lines = list(FleetLog(lines=40_000, seed=11, start=date(2026, 11, 2), days=5))
+    cut = len(lines) // RANGES
+    out = []
+    for index in range(RANGES):
+        part = lines[index * cut : (index + 1) * cut if index < RANGES - 1 else None]
+        parser = PostfixLogParser(ref=REF)
+        collector = Collector(EXCLUSIONS, Classifier())
+        stager = Stager(pg=False, seq=index << 40)
+        batches = [*collector.run(parser.records(part), 60), collector.take()]
+        for b in batches:
+            out.append(StagedBatch(stager.stage(b.rows), b.expiries, b.notices))
+    return out
+
+
+def _with_mx_domains(rows: list[Staged], domains: set[str]) -> list[Staged]:
+    """The rows of these domains as relay=none attempts: their operator comes from the MX."""
+    return [(*r[:6], NO_OPERATOR, "", *r[8:]) if r[5] in domains else r for r in rows]
+
+
+def _as_images(batch: StagedBatch, rng: random.Random, *, mixed: bool) -> StagedBatch:
+    """The batch's rows in one to three images, cut at random (a recipient's rows can land
+    in different images of one transaction); ``mixed``: the first part stays tuples."""
+    rows = list(batch.rows)
+    cuts = sorted(rng.sample(range(1, len(rows)), min(2, len(rows) - 1))) if len(rows) > 2 else []
+    parts = [rows[a:b] for a, b in zip([0, *cuts], [*cuts, len(rows)], strict=True)]
+    tuples = parts.pop(0) if mixed and parts else []
+    images = [image.build(p) for p in parts if p]
+    return StagedBatch(tuples, batch.expiries, batch.notices, images)
+
+
+def _store(path: Path) -> tuple[Engine, ReputationStore]:
+    engine = open_database(f"sqlite:///{path}")
+    domains = domain_classifier(engine, Settings(), offline=True)
+    seed = path.with_suffix(".csv")  # the MX of one relay=none domain, as `mx import` reads it
+    seed.write_text("domain,mx_host\nyahoo.com,mta5.am0.yahoodns.net\n")
+    domains.import_csv(seed, ttl=10**8)
+    return engine, ReputationStore(engine, domains, offline=True)
+
+
+def _close_days_before(engine: Engine, first: str) -> None:
+    with write_transaction(engine) as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO rep_horizon (id, first_day, set_at) VALUES (1, ?, ?)",
+            (first, "2026-11-05 00:00:00"),
+        )
+
+
+def _dump(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
+    with engine.connect() as conn:
+        return {
+            t: sorted(tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {t}").all())
+            for t in TABLES
+        }
+
+
+def _orders(n: int) -> Iterator[tuple[str, list[int]]]:
+    yield "log order", list(range(n))
+    yield "reversed", list(range(n))[::-1]
+    shuffled = list(range(n))
+    random.Random(3).shuffle(shuffled)
+    yield "shuffled", shuffled
+
+
+@pytest.mark.parametrize("order", ["log order", "reversed", "shuffled"])
+def test_images_are_stored_exactly_as_tuples(tmp_path: Path, order: str) -> None:
+    batches = _staged_batches()
+    sequence = dict(_orders(len(batches)))[order]
+    rows = [r for b in batches for r in b.rows]
+    # checks that the scenario holds what it must exercise
+    assert sum(not r[-1] for r in rows) > 10  # rows whose sender another range holds
+    assert sum(r[11] == "deferred" for r in rows) > 100
+    assert sum(len(b.expiries) for b in batches) > 5
+    assert sum(len(b.notices) for b in batches) > 50
+    assert any(r[5] == "yahoo.com" for r in rows)
+    for i, b in enumerate(batches):
+        b.rows = _with_mx_domains(b.rows, {"yahoo.com", "hotmail.com"})
+        if b.rows:  # a line logged twice: the same digest, its own place in the log
+            b.rows.append((*b.rows[0][:17], b.rows[0][17] + 500_000, *b.rows[0][18:]))
+        for n in range(1, len(b.rows), 40):  # notices: found in this batch or in another
+            r = b.rows[n] = (*b.rows[n][:-1], False)
+            notices = b.notices if n % 80 else batches[(i + 3) % len(batches)].notices
+            notices.append((r[15], r[16], r[-2] - 5))
+
+    tuples_engine, tuples = _store(tmp_path / "tuples.db")
+    images_engine, images = _store(tmp_path / "images.db")
+    rng = random.Random(5)
+    results: dict[str, list[WriteResult]] = {"tuples": [], "images": []}
+    for n, i in enumerate(sequence):
+        if n == len(sequence) // 8:  # then `reputation prune` closes the first day
+            for engine in (tuples_engine, images_engine):
+                _close_days_before(engine, "2026-11-03")
+        results["tuples"].append(tuples.write_staged(batches[i]))
+        as_images = _as_images(batches[i], rng, mixed=n % 3 == 0)
+        results["images"].append(images.write_staged(as_images))
+    assert tuples.rebuild() == images.rebuild()
+
+    assert [astuple(r) for r in results["images"]] == [astuple(r) for r in results["tuples"]]
+    total = WriteResult()
+    for r in results["tuples"]:
+        for name in vars(total):
+            setattr(total, name, getattr(total, name) + getattr(r, name))
+    assert total.new > 3000
+    assert total.known > len(batches) // 2
+    assert total.notices > 0
+    assert total.past_retention > 0
+    got, want = _dump(images_engine), _dump(tuples_engine)
+    assert got["rep_recipients"]
+    assert got["rep_expiries"]
+    operators = {r[6] for r in got["rep_attempts"]}
+    assert NO_OPERATOR not in operators
+    assert "yahoo" in operators
+    for table in TABLES:
+        assert got[table] == want[table], table
+    tuples_engine.dispose()
+    images_engine.dispose()

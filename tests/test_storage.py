@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -265,7 +267,7 @@ def test_0007_gives_stored_attempts_their_message_and_keeps_the_figures(db_url: 
     from inboxops.reputation.collect import Batch, digest64, queue_digest
     from inboxops.reputation.store import ReputationStore
     from inboxops.storage.db import _alembic_config
-    from inboxops.storage.models import rep_attempts, rep_recipients
+    from inboxops.storage.models import rep_recipients
 
     engine = make_engine(db_url)
     command.upgrade(_alembic_config(engine), "0006")
@@ -289,8 +291,12 @@ def test_0007_gives_stored_attempts_their_message_and_keeps_the_figures(db_url: 
     with engine.begin() as conn:
         for n, (qid, rcpt, status) in enumerate(people):
             rkey = digest64(f"{scope} {qid} {rcpt}")
-            conn.execute(
-                rep_attempts.insert().values(fp=n + 1, rkey=rkey, status=status, **attempt)
+            conn.execute(  # the table as 0006 had it (the model has moved on)
+                text(
+                    f"INSERT INTO rep_attempts (fp, rkey, status, {', '.join(attempt)}) "
+                    f"VALUES (:fp, :rkey, :status, {', '.join(f':{k}' for k in attempt)})"
+                ),
+                {"fp": n + 1, "rkey": rkey, "status": status, **_bound(engine, attempt)},
             )
             conn.execute(
                 rep_recipients.insert().values(
@@ -368,4 +374,71 @@ def test_an_image_is_attached_for_one_transaction_and_each_time_afresh(tmp_path:
     with engine.connect() as conn:
         assert "img" not in names(conn)
         assert [r[0] for r in conn.exec_driver_sql("SELECT n FROM kept ORDER BY n")] == [1, 3]
+    engine.dispose()
+
+
+def _bound(engine: Engine, values: dict[str, object]) -> dict[str, object]:
+    """Values for a plain-SQL insert, as SQLAlchemy's column types would store them (SQLite
+    keeps times as naive UTC text)."""
+    from datetime import date, datetime
+
+    from inboxops.storage.raw import Raw
+
+    with engine.connect() as conn:
+        raw = Raw(conn)
+        return {
+            k: raw.dt(v) if isinstance(v, datetime) else raw.day(v) if isinstance(v, date) else v
+            for k, v in values.items()
+        }
+
+
+def test_0008_numbers_stored_attempts_in_day_order_and_keeps_each_line_once(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A database of 0007 (attempts keyed by their line digest) upgraded: every attempt is
+    kept as it was, numbered in day and time order; the same log read again adds nothing;
+    and a downgrade gives the attempts back."""
+    from alembic import command
+
+    from inboxops.config import ReputationSettings, Settings
+    from inboxops.demo.maillog import write_maillog
+    from inboxops.operators.classify import Classifier
+    from inboxops.operators.domains import domain_classifier
+    from inboxops.reputation.ingest import ReputationIngestor
+    from inboxops.reputation.store import ReputationStore
+    from inboxops.storage.db import _alembic_config
+
+    path = tmp_path / "fleet.log"
+    write_maillog(path, lines=6_000, seed=3, start=datetime(2026, 11, 3, tzinfo=UTC), days=3)
+    os.utime(path, (datetime(2026, 11, 24, tzinfo=UTC).timestamp(),) * 2)
+    rep = ReputationSettings(internal_domains=("int.example",), probe_prefixes=("seed-",))
+    columns = "fp, rkey, ts, day, syslog_name, operator, status, reason, reply, qkey"
+
+    def ingest(engine: Engine) -> int:
+        store = ReputationStore(
+            engine, domain_classifier(engine, Settings(), offline=True), offline=True
+        )
+        return ReputationIngestor(rep, store, Classifier()).ingest([str(path)]).new
+
+    def stored(engine: Engine) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+        with engine.connect() as conn:
+            attempts = conn.execute(text(f"SELECT {columns} FROM rep_attempts ORDER BY fp"))
+            daily = conn.execute(text("SELECT * FROM rep_daily ORDER BY 1, 2, 3, 4"))
+            return [tuple(r) for r in attempts], [tuple(r) for r in daily]
+
+    engine = make_engine(db_url)
+    command.upgrade(_alembic_config(engine), "0007")
+    assert ingest(engine) > 300
+    before = stored(engine)
+    upgrade(engine)
+    assert stored(engine) == before
+    with engine.connect() as conn:
+        order = conn.execute(text("SELECT day, ts, fp FROM rep_attempts ORDER BY id")).all()
+    assert [tuple(r) for r in order] == sorted(tuple(r) for r in order)
+    assert ingest(engine) == 0  # each line once, by its digest
+    assert stored(engine) == before
+    command.downgrade(_alembic_config(engine), "0007")
+    assert stored(engine) == before
+    with engine.connect() as conn:
+        assert "id" not in {c["name"] for c in inspect(conn).get_columns("rep_attempts")}
     engine.dispose()

@@ -37,7 +37,7 @@ __all__ = [
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BUSY_TIMEOUT_MS = 120_000
-HEAD = "0007"
+HEAD = "0008"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -290,9 +290,11 @@ mx_history = Table(
 rep_attempts = Table(
     "rep_attempts",
     metadata,
-    # The line digest is the key itself (on SQLite the rowid): no second unique index to keep
-    # up on every insert of a million-line ingest.
-    Column("fp", Id, primary_key=True, autoincrement=False),
+    # Rows are numbered as they arrive (on SQLite the rowid), so an ingest appends to the table
+    # instead of writing into pages all over it: keyed by the line digest (random), every
+    # transaction rewrote most of the table's pages. The digest keeps each line once.
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("fp", BigInteger, nullable=False, unique=True),  # the log line's digest
     Column("rkey", BigInteger, nullable=False),
     Column("ts", DateTime(timezone=True), nullable=False),
     Column("day", Date, nullable=False),  # UTC

@@ -129,6 +129,10 @@ class Stager:
         self.seq = seq
         return out
 
+    def stamp(self, ts: float) -> tuple[Any, Any]:
+        """The database's form of a UTC instant (a POSIX time) and of its day."""
+        return self._stamp_pg(ts) if self.pg else self._stamp_text(ts)
+
     def _stamp_text(self, ts: float) -> tuple[str, str]:
         """SQLite's text form of a UTC instant and its day, memoised per minute (logs are
         dense in time; strftime per attempt cost a tenth of the ingest)."""

@@ -66,22 +66,23 @@ _NOTICE_DDL = (
     "CREATE TEMP TABLE rep_noticeq (qkey BIGINT, scope TEXT, queue_id TEXT, lo {ts}, hi {ts})"
 )
 _NOTICE_ADD = "INSERT INTO rep_noticeq (qkey, scope, queue_id, lo, hi) VALUES (?, ?, ?, ?, ?)"
-_NOTICED_ATTEMPTS = """
-FROM rep_attempts a JOIN rep_noticeq q ON a.qkey = q.qkey
-WHERE a.ts >= q.lo AND a.ts <= q.hi
-"""
-_NOTICED_RECIPIENTS = """
-FROM rep_recipients r JOIN rep_noticeq q ON r.scope = q.scope AND r.queue_id = q.queue_id
-WHERE r.last_ts >= q.lo AND r.last_ts <= q.hi
-"""
-_RETRACT = [
-    f"INSERT INTO rep_dirty_days (day) SELECT DISTINCT r.final_day {_NOTICED_RECIPIENTS} "
-    "ON CONFLICT (day) DO NOTHING",
-    f"INSERT INTO rep_dirty_days (day) SELECT DISTINCT a.day {_NOTICED_ATTEMPTS} "
-    "ON CONFLICT (day) DO NOTHING",
-    f"DELETE FROM rep_attempts WHERE fp IN (SELECT a.fp {_NOTICED_ATTEMPTS})",
-    f"DELETE FROM rep_recipients WHERE rkey IN (SELECT r.rkey {_NOTICED_RECIPIENTS})",
+# What they retract is found once (a batch brings thousands of notices, most with nothing
+# stored), then its days are marked and its rows deleted.
+_NOTICED_DDL = "CREATE TEMP TABLE rep_noticed (id BIGINT, rkey BIGINT, day {day})"
+_NOTICED_FIND = [
+    "INSERT INTO rep_noticed (id, day) SELECT a.id, a.day "
+    "FROM rep_attempts a JOIN rep_noticeq q ON a.qkey = q.qkey "
+    "WHERE a.ts >= q.lo AND a.ts <= q.hi",
+    "INSERT INTO rep_noticed (rkey, day) SELECT r.rkey, r.final_day "
+    "FROM rep_recipients r JOIN rep_noticeq q ON r.scope = q.scope AND r.queue_id = q.queue_id "
+    "WHERE r.last_ts >= q.lo AND r.last_ts <= q.hi",
 ]
+_RETRACT = [
+    "INSERT INTO rep_dirty_days (day) SELECT DISTINCT day FROM rep_noticed WHERE true "
+    "ON CONFLICT (day) DO NOTHING",
+    "DELETE FROM rep_recipients WHERE rkey IN (SELECT rkey FROM rep_noticed)",
+]
+_RETRACT_ATTEMPTS = "DELETE FROM rep_attempts WHERE id IN (SELECT id FROM rep_noticed)"
 
 _ATTEMPTS_SQL = (
     f"INSERT INTO rep_attempts ({_ATTEMPT_COLS}) SELECT {_ATTEMPT_COLS} FROM rep_stage "
@@ -173,7 +174,15 @@ _IMAGE_CANDIDATES = (
     "WHERE s.rkey IN (SELECT rkey FROM rep_deferred) "
     "OR EXISTS (SELECT 1 FROM rep_recipients r WHERE r.rkey = s.rkey)"
 )
-_TEMP_TABLES = ("rep_stage", "rep_keys", "rep_follow", "rep_expq", "rep_noticeq", "rep_deferred")
+_TEMP_TABLES = (
+    "rep_stage",
+    "rep_keys",
+    "rep_follow",
+    "rep_expq",
+    "rep_noticeq",
+    "rep_noticed",
+    "rep_deferred",
+)
 
 COUNTERS = list(COUNTER_NAMES)  # rep_daily's counter columns, in Figures' order
 
@@ -376,6 +385,7 @@ class ReputationStore:
         expiries: list[tuple[str, str, float]],
     ) -> None:
         """Notices and expiries outlive this run: a later file may hold their attempts."""
+        stamp = self._stager.stamp
         if notices:
             latest: dict[tuple[str, str], float] = {}
             for scope, qid, ts in notices:
@@ -383,18 +393,18 @@ class ReputationStore:
             raw.executemany(
                 "INSERT INTO rep_notices (scope, queue_id, seen_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (scope, queue_id) DO NOTHING",
-                [(s, q, raw.dt(_utc(ts))) for (s, q), ts in sorted(latest.items())],
+                [(s, q, stamp(ts)[0]) for (s, q), ts in sorted(latest.items())],
             )
         if expiries:
             rows = sorted({(s, q, ts) for s, q, ts in expiries})
             raw.executemany(
                 "INSERT INTO rep_expiries (scope, queue_id, ts, day) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (scope, queue_id, ts) DO NOTHING",
-                [(s, q, raw.dt(_utc(ts)), raw.day(_utc(ts).date())) for s, q, ts in rows],
+                [(s, q, *stamp(ts)) for s, q, ts in rows],
             )
             raw.executemany(
                 "INSERT INTO rep_dirty_days (day) VALUES (?) ON CONFLICT (day) DO NOTHING",
-                sorted({(raw.day(_utc(ts).date()),) for _, _, ts in rows}),
+                sorted({(stamp(ts)[1],) for _, _, ts in rows}),
             )
 
     def _retract_notices(
@@ -404,22 +414,20 @@ class ReputationStore:
         if not notices:
             return 0
         raw.run(_NOTICE_DDL.format(ts=ts_type), ())
+        stamp, span = self._stager.stamp, NOTICE_SPAN.total_seconds()
         rows = sorted(
-            (
-                queue_digest(scope, qid),
-                scope,
-                qid,
-                raw.dt(_utc(ts) - NOTICE_SPAN),
-                raw.dt(_utc(ts) + NOTICE_SPAN),
-            )
+            (queue_digest(scope, qid), scope, qid, stamp(ts - span)[0], stamp(ts + span)[0])
             for scope, qid, ts in set(notices)
         )
         raw.executemany(_NOTICE_ADD, rows)
-        for sql in _RETRACT[:2]:
+        raw.run(_NOTICED_DDL.format(day="DATE" if raw.pg else "TEXT"), ())
+        for sql in _NOTICED_FIND:
             raw.run(sql, ())
-        retracted = raw.rowcount(_RETRACT[2], ())
-        raw.run(_RETRACT[3], ())
-        return retracted
+        if raw.one("SELECT COUNT(*) FROM rep_noticed", ()) == 0:
+            return 0
+        for sql in _RETRACT:
+            raw.run(sql, ())
+        return raw.rowcount(_RETRACT_ATTEMPTS, ())
 
     def _known_notices(self, batch: StagedBatch) -> dict[tuple[str, str], list[datetime]]:
         """When the messages of the batch's rows whose sender was not seen in this run were

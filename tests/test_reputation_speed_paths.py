@@ -304,3 +304,35 @@ def test_a_notice_applies_to_attempts_in_the_same_batch_as_in_later_ones(
         stored = conn.exec_driver_sql("SELECT COUNT(*) FROM rep_attempts").scalar()
     engine.dispose()
     assert stored == 1
+
+
+@pytest.mark.parametrize("notice_first", [True, False])
+def test_a_notice_reaches_exactly_seven_days_either_side(db_url: str, notice_first: bool) -> None:
+    """Short queue ids are reused, so a notice applies to its queue id's attempts within
+    NOTICE_SPAN of it, the bounds included: whether the notice was read first (its attempts
+    are dropped on arrival) or last (the stored ones are retracted)."""
+    from inboxops.config import Settings
+    from inboxops.operators.domains import domain_classifier
+    from inboxops.reputation.store import NOTICE_SPAN
+    from inboxops.storage.db import open_database
+
+    engine = open_database(db_url)
+    store = ReputationStore(
+        engine, domain_classifier(engine, Settings(), offline=True), offline=True
+    )
+    at, span = 1_800_000_000.0, NOTICE_SPAN.total_seconds()
+    offsets = {"early": -span - 1, "first": -span, "last": span, "late": span + 1}
+    rows = [
+        _row(queue_id="REUSED1", ts=at + d, sender_known=False, line=name, recipient=f"{name}@x")
+        for name, d in offsets.items()
+    ]
+    notice = Batch([], [], [("h/postfix", "REUSED1", at)])
+    for batch in [notice, Batch(rows, [], [])] if notice_first else [Batch(rows, [], []), notice]:
+        store.write(batch)
+    store.rebuild()
+    with engine.connect() as conn:
+        kept = conn.exec_driver_sql("SELECT ts FROM rep_attempts ORDER BY ts").scalars().all()
+    engine.dispose()
+    stamps = [t if isinstance(t, datetime) else datetime.fromisoformat(t) for t in kept]
+    seconds = [t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC) for t in stamps]
+    assert [t.timestamp() - at for t in seconds] == [offsets["early"], offsets["late"]]

@@ -2,9 +2,12 @@
 
 Each batch of attempts from :mod:`~inboxops.reputation.collect` is written in one transaction:
 
-1. the rows go to a temporary staging table (SQLite ``executemany``, PostgreSQL ``COPY``);
-2. ``INSERT ... SELECT ... ON CONFLICT (fp) DO NOTHING`` keeps each log line once, so the same
-   log twice, or yesterday's rotated file beside today's, never double-counts;
+1. the rows arrive as tuples or, from the readers of a big log into SQLite, as database images
+   (:mod:`.image`) attached for the transaction;
+2. ``INSERT ... ON CONFLICT (fp) DO NOTHING`` keeps each log line once, so the same log twice,
+   or yesterday's rotated file beside today's, never double-counts (SQLite ``executemany`` or
+   ``INSERT ... SELECT`` from an image; PostgreSQL ``COPY`` into a staging table, then
+   ``INSERT ... SELECT``); rows are appended in arrival order (``id``);
 3. a sent or bounced attempt counts its recipient's final outcome itself; only recipients that
    were ever deferred are followed in ``rep_recipients`` (a few per cent of them): each row is
    recomputed from the recipient's latest stored attempt, whichever file brought it;

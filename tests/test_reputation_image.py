@@ -158,3 +158,39 @@ def test_images_are_stored_exactly_as_tuples(tmp_path: Path, order: str) -> None
         assert got[table] == want[table], table
     tuples_engine.dispose()
     images_engine.dispose()
+
+
+def test_a_parallel_read_in_many_small_images_equals_a_sequential_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The readers' images of one transaction are attached together; SQLite attaches at most
+    ten databases, so a transaction takes at most ``MAX_IMAGES`` of them however small they
+    are, and the figures equal a one-process read's."""
+    from inboxops.config import ReputationSettings
+    from inboxops.demo.maillog import write_maillog
+    from inboxops.reputation import parallel
+    from inboxops.reputation.ingest import MAX_IMAGES, ReputationIngestor
+
+    assert MAX_IMAGES <= 8  # with the main database and temp: within SQLite's ten
+    path = tmp_path / "fleet.log"
+    write_maillog(path, lines=20_000, seed=2, start=datetime(2026, 11, 3, tzinfo=UTC), days=2)
+    rep = ReputationSettings(internal_domains=("int.example",), probe_prefixes=("seed-",))
+    monkeypatch.setattr(parallel, "SEND_EVERY", 40)  # the readers are forked: they see it
+
+    def ingest(name: str, min_bytes: int) -> dict[str, list[tuple[object, ...]]]:
+        engine, store = _store(tmp_path / name)
+        ingestor = ReputationIngestor(
+            rep, store, Classifier(), batch=10**6, parallel_min_bytes=min_bytes
+        )
+        result = ingestor.ingest([str(path)])
+        assert result.new > 1000
+        tables = _dump(engine)
+        engine.dispose()
+        return tables
+
+    got, want = ingest("parallel.db", 0), ingest("sequential.db", 10**12)
+    # a recipient deferred then delivered keeps a row when the two came in different
+    # transactions, none when in one: only the rows of recipients still waiting count
+    for tables in (got, want):
+        tables["rep_recipients"] = [r for r in tables["rep_recipients"] if r[7] != "sent"]
+    assert got == want

@@ -261,6 +261,8 @@ def write_transaction(
     sees them unchanged) and is detached once the transaction ends, before the connection goes
     back to the pool (SQLite cannot detach inside a transaction).
     """
+    if images and engine.dialect.name != "sqlite":
+        raise ValueError("database images attach to SQLite only")
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -68,15 +68,16 @@ def _rebuild(new_table: list[sa.Column[object] | sa.Constraint], order: str) -> 
     op.create_index("ix_rep_attempts_queue", "rep_attempts", ["qkey", "rkey"])
 
 
+def _key(name: str, *, autoincrement: bool) -> sa.Column[object]:
+    """The table's key column: INTEGER on SQLite (there the rowid itself)."""
+    kind = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+    return sa.Column(name, kind, autoincrement=autoincrement, nullable=False)
+
+
 def upgrade() -> None:
     _rebuild(
         [
-            sa.Column(
-                "id",
-                sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-                autoincrement=True,
-                nullable=False,
-            ),
+            _key("id", autoincrement=True),
             sa.Column("fp", sa.BigInteger(), nullable=False),
             *_attempt_columns(),
             sa.PrimaryKeyConstraint("id", name="pk_rep_attempts"),
@@ -89,12 +90,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     _rebuild(
         [
-            sa.Column(
-                "fp",
-                sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-                autoincrement=False,
-                nullable=False,
-            ),
+            _key("fp", autoincrement=False),
             *_attempt_columns(),
             sa.PrimaryKeyConstraint("fp", name="pk_rep_attempts"),
         ],

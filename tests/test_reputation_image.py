@@ -30,8 +30,13 @@ from inboxops.reputation.staging import Staged, StagedBatch, Stager
 from inboxops.reputation.store import ReputationStore, WriteResult
 from inboxops.storage.db import open_database, write_transaction
 from inboxops.storage.models import metadata
+from tests.conftest import require
 
-pytestmark = pytest.mark.skipif(not image.SUPPORTED, reason="this sqlite3 cannot serialize")
+
+@pytest.fixture(autouse=True)
+def _serializing_sqlite() -> None:
+    require(image.SUPPORTED, "this Python's sqlite3 cannot serialize a database")
+
 
 REF = datetime(2026, 11, 9, tzinfo=UTC)
 EXCLUSIONS = Exclusions(("int.example",), ("seed-",))

@@ -199,3 +199,27 @@ def test_a_parallel_read_in_many_small_images_equals_a_sequential_one(
     for tables in (got, want):
         tables["rep_recipients"] = [r for r in tables["rep_recipients"] if r[7] != "sent"]
     assert got == want
+
+
+def test_an_image_alone_marks_its_days_for_the_rollup(tmp_path: Path) -> None:
+    """Attempts delivered at once, on two days, with nothing else in the batch (no deferral
+    to follow, no expiry): their days are rebuilt from the image's rows alone."""
+    from inboxops.reputation.collect import Row
+
+    def sent(day: int, recipient: str) -> Row:
+        ts = datetime(2026, 11, day, 9, tzinfo=UTC).timestamp()
+        return Row(
+            *(f"line {day} {recipient}", recipient, ts, "h/postfix", f"Q{day}{recipient[0]}"),
+            *("postfix/smtp", "example.com", "other", "", "mx.example.com", "2.0.0", 250),
+            *("sent", "accepted", None, True),
+        )
+
+    staged = Stager(pg=False).stage([sent(3, "a@example.com"), sent(4, "b@example.com")])
+    engine, store = _store(tmp_path / "alone.db")
+    written = store.write_staged(StagedBatch(images=[image.build(staged)]))
+    assert (written.new, written.known) == (2, 0)
+    assert [d.isoformat() for d in store.rebuild()] == ["2026-11-03", "2026-11-04"]
+    with engine.connect() as conn:
+        daily = conn.exec_driver_sql("SELECT day, delivered FROM rep_daily ORDER BY day").all()
+    engine.dispose()
+    assert [tuple(r) for r in daily] == [("2026-11-03", 1), ("2026-11-04", 1)]

@@ -32,6 +32,8 @@ from sqlalchemy import Connection, Engine
 
 from inboxops.operators.domains import DomainClassifier
 from inboxops.reputation.collect import NO_OPERATOR, Batch, queue_digest
+from inboxops.reputation.image import KINDS, ROWS
+from inboxops.reputation.image import TABLE as STAGE_VIEW
 from inboxops.reputation.metrics import COUNTER_NAMES
 from inboxops.reputation.staging import (
     ATTEMPT_WIDTH,
@@ -151,17 +153,18 @@ WHERE status = 'deferred' AND (scope, queue_id) IN (SELECT scope, queue_id FROM 
 """
 # A reader's database image (:mod:`.image`), attached as ``{image}`` for the transaction: what
 # the Python rows go through in Python, it goes through in SQL.
-_IMAGE_DROP = "DELETE FROM {image}.stage WHERE fp = ? AND seq = ?"
+_IMAGE_DROP = f"DELETE FROM {{image}}.{ROWS} WHERE fp = ? AND seq = ?"
 _IMAGE_DECIDE = (
-    "UPDATE {image}.stage SET operator = ?, segment = ? WHERE domain = ? AND operator = ?"
+    f"UPDATE {{image}}.{KINDS} SET operator = ?, segment = ? WHERE domain = ? AND operator = ?"
 )
-_IMAGE_CLOSED = "DELETE FROM {image}.stage WHERE day < ?"
-_IMAGE_ATTEMPTS = (  # the image's key is (fp, seq): already in key order, no sort
-    f"INSERT INTO rep_attempts ({_ATTEMPT_COLS}) SELECT {_ATTEMPT_COLS} FROM {{image}}.stage "
+_IMAGE_CLOSED = f"DELETE FROM {{image}}.{ROWS} WHERE day < ?"
+_IMAGE_ATTEMPTS = (  # the image's rows are keyed by (fp, seq): in key order, no sort
+    f"INSERT INTO rep_attempts ({_ATTEMPT_COLS}) SELECT {_ATTEMPT_COLS} "
+    f"FROM {{image}}.{STAGE_VIEW} "
     "WHERE true ORDER BY fp ON CONFLICT (fp) DO NOTHING"
 )
 _IMAGE_DIRTY = (
-    "INSERT INTO rep_dirty_days (day) SELECT DISTINCT day FROM {image}.stage WHERE true "
+    f"INSERT INTO rep_dirty_days (day) SELECT DISTINCT day FROM {{image}}.{ROWS} WHERE true "
     "ON CONFLICT (day) DO NOTHING"
 )
 # The rows _follow needs from an image: every row of a recipient deferred anywhere in this
@@ -169,11 +172,11 @@ _IMAGE_DIRTY = (
 _DEFERRED_DDL = "CREATE TEMP TABLE rep_deferred (rkey BIGINT PRIMARY KEY)"
 _DEFERRED_ADD = "INSERT OR IGNORE INTO rep_deferred (rkey) VALUES (?)"
 _IMAGE_DEFERRED = (
-    "INSERT OR IGNORE INTO rep_deferred (rkey) SELECT rkey FROM {image}.stage "
+    f"INSERT OR IGNORE INTO rep_deferred (rkey) SELECT rkey FROM {{image}}.{STAGE_VIEW} "
     "WHERE status = 'deferred'"
 )
 _IMAGE_CANDIDATES = (
-    f"SELECT {', '.join(STAGE_COLS)} FROM {{image}}.stage s "
+    f"SELECT {', '.join(STAGE_COLS)} FROM {{image}}.{STAGE_VIEW} s "
     "WHERE s.rkey IN (SELECT rkey FROM rep_deferred) "
     "OR EXISTS (SELECT 1 FROM rep_recipients r WHERE r.rkey = s.rkey)"
 )

@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml requirements.lock setup.py src/inboxops/reputation/_scan.c src/inboxops/reputation/_scan_match.h src/inboxops/reputation/_scan_records.h src/inboxops/dmarc/_walk.c
+$(STAMP): $(BIN)/python pyproject.toml requirements.lock setup.py src/inboxops/reputation/_scan.c src/inboxops/reputation/_scan_match.h src/inboxops/reputation/_scan_records.h src/inboxops/reputation/_digest.c src/inboxops/dmarc/_walk.c
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -48,10 +48,25 @@ _CODE = re.compile(r"(?:said: |^)([245]\d\d)[ -]")
 NO_OPERATOR = ""  # decided later, from the recipient domain's MX
 
 
-def digest64(text: str) -> int:
-    """A stable signed 64-bit digest (BIGINT-sized): idempotency keys that survive restarts."""
+def digest64_py(text: str) -> int:
+    """A stable signed 64-bit digest (BIGINT-sized): idempotency keys that survive restarts.
+    The definition; :func:`digest64` is the C module's copy of it where that was built."""
     raw = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(raw, "big", signed=True)
+
+
+def _fast_digest() -> Callable[[str], int] | None:
+    """The C digest (_digest.c, built by pip install), if it gives the definition's values."""
+    try:
+        from inboxops.reputation._digest import digest64 as fast
+    except ImportError:
+        return None
+    probes = ("", "a", "é\ud800" * 50, "x" * 128, "y" * 129)
+    return fast if all(fast(p) == digest64_py(p) for p in probes) else None
+
+
+FAST_DIGEST: Final = _fast_digest()
+digest64: Callable[[str], int] = FAST_DIGEST or digest64_py
 
 
 def queue_digest(scope: str, queue_id: str) -> int:

@@ -1,0 +1,3 @@
+"""Types of the C digest (_digest.c): collect.digest64 in C."""
+
+def digest64(text: str, /) -> int: ...

@@ -223,3 +223,71 @@ def test_an_image_alone_marks_its_days_for_the_rollup(tmp_path: Path) -> None:
         daily = conn.exec_driver_sql("SELECT day, delivered FROM rep_daily ORDER BY day").all()
     engine.dispose()
     assert [tuple(r) for r in daily] == [("2026-11-03", 1), ("2026-11-04", 1)]
+
+
+def test_hostile_lines_read_in_parallel_are_stored_as_in_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines no Postfix writes, scattered through a big log: NUL and escape characters in a
+    reply (cleaned before they are stored), bytes that are not UTF-8, a 200 KB line, lines cut
+    short. The readers' images store exactly what one process stores, and every such line is
+    counted, never fatal."""
+    from inboxops.config import ReputationSettings
+    from inboxops.demo.maillog import write_maillog
+    from inboxops.reputation import parallel
+    from inboxops.reputation.ingest import ReputationIngestor
+
+    path = tmp_path / "fleet.log"
+    write_maillog(path, lines=20_000, seed=6, start=datetime(2026, 11, 3, tzinfo=UTC), days=2)
+    stamp, host = b"Nov  3 10:00:01 out05 postfix-out05/smtp[9]: ", b"mx.example.com[192.0.2.9]"
+    hostile = [
+        stamp + b"AAAA11111: to=<nul@example.com>, relay=" + host + b":25, delay=1, "
+        b"delays=0/0/0/1, dsn=5.7.1, status=bounced (host " + host + b" said: 550 5.7.1 "
+        b"blocked\x00\x1b[31m here (in reply to RCPT TO command))",
+        stamp + b"AAAA22222: to=<\xff\xfe@example.com>, relay=" + host + b":25, delay=1, "
+        b"delays=0/0/0/1, dsn=4.7.0, status=deferred (host " + host + b" said: 421 \xc3( try "
+        b"later (in reply to RCPT TO command))",
+        stamp + b"AAAA33333: to=<long@example.com>, relay=" + host + b":25, delay=1, "
+        b"delays=0/0/0/1, dsn=5.0.0, status=bounced (" + b"x" * 200_000 + b")",
+        stamp + b"AAAA44444: to=<cut@example.com>, relay=mx.exa",
+        b"Nov  3 10:0",
+        b"\x00\x00\x00",
+    ]
+    lines = path.read_bytes().splitlines(keepends=True)
+    for n, line in enumerate(hostile):
+        lines.insert((n + 1) * len(lines) // (len(hostile) + 1), line + b"\n")
+    path.write_bytes(b"".join(lines))
+    rep = ReputationSettings(internal_domains=("int.example",), probe_prefixes=("seed-",))
+    monkeypatch.setattr(parallel, "SEND_EVERY", 500)
+
+    def ingest(name: str, min_bytes: int) -> tuple[list[int], dict[str, list[tuple[object, ...]]]]:
+        engine, store = _store(tmp_path / name)
+        ingestor = ReputationIngestor(rep, store, Classifier(), parallel_min_bytes=min_bytes)
+        result = ingestor.ingest([str(path)])
+        tables = _dump(engine)
+        engine.dispose()
+        tables["rep_recipients"] = [r for r in tables["rep_recipients"] if r[7] != "sent"]
+        return [result.new, result.known, result.malformed, result.lines], tables
+
+    (counts, tables) = ingest("parallel.db", 0)
+    assert (counts, tables) == ingest("sequential.db", 10**12)
+    assert counts[0] > 1000
+    assert counts[2] >= 3  # the cut lines
+    replies = [str(r[13]) for r in tables["rep_attempts"] if r[13]]
+    assert any("blocked" in r for r in replies)
+    assert not any("\x00" in r or "\x1b" in r for r in replies)
+
+
+def test_images_attach_to_sqlite_only(db_url: str) -> None:
+    """PostgreSQL has no serialized databases to attach: asking is a programming error,
+    said before any transaction begins."""
+    engine = open_database(db_url)
+    try:
+        if engine.dialect.name == "sqlite":
+            with write_transaction(engine, {"img": image.build([]).data}) as conn:
+                assert conn.exec_driver_sql("SELECT COUNT(*) FROM img.stage").scalar() == 0
+        else:
+            with pytest.raises(ValueError, match="SQLite only"):
+                write_transaction(engine, {"img": b""}).__enter__()
+    finally:
+        engine.dispose()

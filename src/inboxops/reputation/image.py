@@ -54,12 +54,18 @@ def build(rows: list[Staged]) -> StagedImage:
     its own ``(fp, seq)``), and what the store needs to know of them beforehand."""
     kinds: dict[tuple[Any, ...], int] = {}
     own: list[tuple[Any, ...]] = []
+    unknown: list[tuple[int, int, str, str, float]] = []
+    undecided: set[str] = set()
     for r in rows:
         shared = r[_SHARED]
         k = kinds.get(shared)
         if k is None:
             k = kinds[shared] = len(kinds)
+            if r[6] == NO_OPERATOR:  # the operator is one of the shared columns
+                undecided.add(r[5])
         own.append((*_own_values(r), k))
+        if not r[SENDER_KNOWN]:
+            unknown.append((r[_FP], r[_SEQ], r[15], r[16], r[TS]))
     own.sort(key=_key)
     db = sqlite3.connect(":memory:", isolation_level=None)
     try:
@@ -72,9 +78,7 @@ def build(rows: list[Staged]) -> StagedImage:
         data = db.serialize()
     finally:
         db.close()
-    unknown = [(r[_FP], r[_SEQ], r[15], r[16], r[TS]) for r in rows if not r[SENDER_KNOWN]]
-    undecided = sorted({r[5] for r in rows if r[6] == NO_OPERATOR})
-    return StagedImage(data, len(rows), unknown, undecided)
+    return StagedImage(data, len(rows), unknown, sorted(undecided))
 
 
 def _key(row: tuple[Any, ...]) -> tuple[int, int]:

@@ -239,7 +239,7 @@ class Readers:
         aggregate: str | None = None,
     ) -> None:
         self.path, self.pg, self.aggregate = path, pg, aggregate
-        self.images = images and not pg and aggregate is None and image.SUPPORTED
+        self.images = images and image.SUPPORTED  # the callers ask only for a SQLite store
         # a stamp without a year is read against the file's time, as a one-process read does
         ref = datetime.fromtimestamp(path.stat().st_mtime, UTC)
         self._tz, self._ref, self._exclusions, self._classifier = tz, ref, exclusions, classifier
